@@ -1,0 +1,82 @@
+"""The front end and the loaders of the user's data, including every refusal."""
+
+import wave
+
+import numpy as np
+import pytest
+
+from espdl_stream.calibration import DataError, FbankConfig, fbank, load_features, require_clips, synthetic_features
+from espdl_stream.calibration.frontend import mel_filterbank
+
+
+def _write_wav(path, samples, rate=16000):
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def test_fbank_shape_and_determinism():
+    config = FbankConfig()
+    audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    a, b = fbank(audio, config), fbank(audio, config)
+    assert a.shape == (40, 1 + (16000 - 400) // 160)
+    assert np.array_equal(a, b) and np.isfinite(a).all()
+
+
+def test_fbank_puts_a_tone_in_the_right_mel_bin():
+    config = FbankConfig()
+    t = np.arange(16000) / 16000
+    features = fbank(np.sin(2 * np.pi * 1000 * t), config)
+    bins = mel_filterbank(config)
+    expected = int(np.argmax(bins[:, int(1000 / (16000 / 512))]))
+    assert int(np.bincount(features.argmax(axis=0)).argmax()) == expected
+
+
+def test_synthetic_features_are_reproducible_and_speech_like():
+    a, b = synthetic_features(4, 96, seed=3), synthetic_features(4, 96, seed=3)
+    assert a.shape == (4, 40, 96) and np.array_equal(a, b)
+    assert not np.array_equal(a, synthetic_features(4, 96, seed=4))
+    assert a.max() - a.min() > 10  # speech spans a wide dynamic range in log-mel
+
+
+def test_loads_wav_folder_resampling_and_windowing(tmp_path):
+    rng = np.random.default_rng(1)
+    _write_wav(tmp_path / "a.wav", 0.1 * rng.standard_normal(16000 * 2))
+    _write_wav(tmp_path / "b.wav", 0.1 * rng.standard_normal(8000), rate=8000)  # resampled to 16 kHz
+    clips = load_features(tmp_path, frames=96)
+    assert clips.shape[1:] == (40, 96) and clips.dtype == np.float32
+    assert len(clips) == 2 + 1  # 2 s give two windows of 96 frames, 1 s gives one
+
+
+def test_loads_npy_and_npz(tmp_path):
+    arr = np.random.default_rng(0).standard_normal((3, 40, 100)).astype(np.float32)
+    np.save(tmp_path / "batch.npy", arr)
+    assert load_features(tmp_path / "batch.npy", 96).shape == (3, 40, 96)
+    np.savez(tmp_path / "set.npz", a=arr[0], b=arr[1])
+    assert load_features(tmp_path / "set.npz", 50).shape == (4, 40, 50)
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda d: None, "no .wav, .npy or .npz files"),
+        (lambda d: (d / "x.wav").write_bytes(b"not audio at all"), "not a readable PCM WAV"),
+        (lambda d: np.save(d / "x.npy", np.full((40, 100), np.nan, np.float32)), "NaN or Inf"),
+        (lambda d: np.save(d / "x.npy", np.zeros((13, 100), np.float32)), r"expected \[40 mel bins, frames\]"),
+        (lambda d: np.save(d / "x.npy", np.zeros((40, 50), np.float32)), "shorter than the offline length"),
+    ],
+)
+def test_bad_data_is_refused_with_one_clear_line(tmp_path, make, message):
+    make(tmp_path)
+    with pytest.raises(DataError, match=message) as e:
+        load_features(tmp_path, frames=96)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_path_and_too_few_clips(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        load_features(tmp_path / "nope", 96)
+    with pytest.raises(DataError, match="need at least 32"):
+        require_clips(np.zeros((3, 40, 96), np.float32), 32, "calib")
