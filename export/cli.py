@@ -1,0 +1,99 @@
+"""`export-espdl`: export a streaming model to .espdl files with proof that streaming equals offline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..calibration import DataError, FbankConfig, load_features, require_clips, synthetic_features
+from ..models import MODEL_NAMES, build_model
+from .errors import ExportError
+from .pipeline import BITS, TARGETS, ExportConfig, ExportResult, export_streaming
+
+EXIT_FAILED_CHECK, EXIT_USAGE = 1, 2
+VERIFICATION_SEED_OFFSET = 10_000  # verification clips never repeat calibration clips
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit code 2
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    defaults = ExportConfig()
+    p = _Parser(
+        prog="export-espdl",
+        description="Quantize a streaming audio model with ESP-PPQ for ESP-DL, offline and streaming from one "
+        "calibration, prove the streaming model equals the offline one (float and integer, every chunk), and write "
+        ".espdl files, per-chunk test vectors and a report.",
+    )
+    p.add_argument("--model", choices=MODEL_NAMES, default="tcn", help="shipped model to export (default: tcn)")
+    p.add_argument("--target", choices=TARGETS, default=defaults.target, help="chip (default: %(default)s)")
+    p.add_argument("--bits", type=int, choices=BITS, default=defaults.bits, help="integer width (default: %(default)s)")
+    p.add_argument("--chunk", type=int, default=defaults.chunk, metavar="FRAMES",
+                   help="frames per streaming step; a multiple of the model's time stride (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=defaults.frames, metavar="FRAMES",
+                   help="offline input length, a whole number of chunks (default: %(default)s)")
+    p.add_argument("--calib", type=Path, metavar="PATH",
+                   help="calibration data: a folder of .wav or .npy [n_mels, frames] files, or one .npy/.npz "
+                        "(default: speech-like clips synthesised offline)")
+    p.add_argument("--calib-steps", type=int, default=defaults.calib_steps, metavar="N",
+                   help="calibration clips (default: %(default)s)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: firmware/main/models/<target>)")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of weights and synthetic data (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines, only the verdict table")
+    return p
+
+
+def _features(args, config: ExportConfig, frontend: FbankConfig) -> tuple[np.ndarray, np.ndarray, str]:
+    if args.calib is None:
+        calibration = synthetic_features(config.calib_steps, config.frames, config.seed, frontend)
+        verification = synthetic_features(config.verify_clips, config.frames, config.seed + VERIFICATION_SEED_OFFSET, frontend)
+        return calibration, verification, "speech-like synthetic clips (calibration/synthetic.py)"
+    clips = require_clips(load_features(args.calib, config.frames, frontend), config.calib_steps, str(args.calib))
+    held_out = clips[config.calib_steps : config.calib_steps + config.verify_clips]
+    verification = held_out if len(held_out) else clips[: config.verify_clips]
+    return clips[: config.calib_steps], verification, str(args.calib)
+
+
+def verdict_table(result: ExportResult) -> str:
+    r = result.report
+    width = max(len(c.name) for c in result.checks)
+    lines = [
+        f"{r['model']['name']} -> {r['config']['target']} int{r['config']['bits']}, chunk {r['config']['chunk']} "
+        f"frames, offline {r['config']['frames']} frames, quantization SNR {r['quantization_snr_db']['y']:.1f} dB",
+        f"{'check'.ljust(width)}  result  detail",
+    ]
+    lines += [f"{c.name.ljust(width)}  {'PASS' if c.passed else 'FAIL'}    {c.detail}" for c in result.checks]
+    where = result.out_dir if result.passed else f"{result.out_dir} (unchanged; see report.failed.json)"
+    lines.append(f"{'ALL PASS' if result.passed else 'FAILED'}: artifacts in {where}, {r['timings_s']['total']:.1f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    config = ExportConfig(target=args.target, bits=args.bits, chunk=args.chunk, frames=args.frames,
+                          calib_steps=args.calib_steps, seed=args.seed)
+    out = args.out or Path("firmware/main/models") / args.target
+    echo = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    frontend = FbankConfig()
+    try:
+        config.validate()
+        calibration, verification, source = _features(args, config, frontend)
+        model = build_model(args.model, args.seed)
+        result = export_streaming(
+            model, calibration, verification, config, out, model_name=args.model, frontend=frontend,
+            notes={"weights": f"random initialisation (seed {args.seed})", "calibration": source}, echo=echo,
+        )
+    except (ExportError, DataError) as e:
+        print(f"export-espdl: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(verdict_table(result))
+    return 0 if result.passed else EXIT_FAILED_CHECK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

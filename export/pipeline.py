@@ -1,0 +1,237 @@
+"""model -> ONNX -> quantize once -> export offline and streaming -> verify -> artifacts.
+
+`export_streaming` is the Python API; the `export-espdl` command is a thin layer over it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import platform
+import resource
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+
+from .. import __version__
+from ..calibration import FbankConfig
+from ..models import streaming_rules
+from . import onnx_graph, ppq, verify
+from .artifacts import staged_output
+from .errors import ExportError, UnstreamableModel
+from .vectors import ROLE_INPUT, ROLE_OUTPUT, VectorTensor, write_vectors
+
+TARGETS = ("esp32s3", "esp32p4")
+BITS = (8, 16)
+OFFLINE_FILE, STREAMING_FILE = "model.espdl", "streaming_model.espdl"
+VECTORS_FILE, REPORT_FILE, PPQ_LOG_FILE = "streaming_vectors.bin", "report.json", "esp-ppq.log"
+FAILED_REPORT_FILE = "report.failed.json"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    target: str = "esp32s3"
+    bits: int = 8
+    chunk: int = 8  # frames per streaming step
+    frames: int = 96  # offline length, a whole number of chunks
+    calib_steps: int = 32
+    verify_clips: int = 4
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.target not in TARGETS:
+            raise ExportError(f"target {self.target!r} is not supported: choose one of {', '.join(TARGETS)}")
+        if self.bits not in BITS:
+            raise ExportError(f"{self.bits} bits is not supported: choose 8 or 16")
+        if self.calib_steps < 1 or self.verify_clips < 1:
+            raise ExportError("calibration steps and verification clips must be at least 1")
+
+
+@dataclass
+class ExportResult:
+    report: dict
+    checks: list[verify.Check]
+    out_dir: Path
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+
+class Progress:
+    """Numbered stage lines with their wall time, on stderr so stdout keeps the verdict table."""
+
+    def __init__(self, stages: int, echo: Callable[[str], None] | None):
+        self.stages, self.done, self.echo = stages, 0, echo
+        self.timings: dict[str, float] = {}
+
+    def stage(self, name: str):
+        progress = self
+
+        class _Stage:
+            def __enter__(self):
+                progress.done += 1
+                self.start = time.perf_counter()
+                if progress.echo:
+                    progress.echo(f"[{progress.done}/{progress.stages}] {name} ...")
+
+            def __exit__(self, kind, *_):
+                seconds = time.perf_counter() - self.start
+                progress.timings[name] = round(seconds, 3)
+                if progress.echo and kind is None:
+                    progress.echo(f"      done in {seconds:.1f} s")
+
+        return _Stage()
+
+
+def _check_model_rules(model: torch.nn.Module, plan: onnx_graph.StreamingPlan) -> None:
+    """The model's own rules (from its causal layers) must be what the exported graph needs."""
+    declared = sorted((r.window, r.stride) for r in streaming_rules(model) if r.window > 1)
+    found = sorted((s.window, s.stride) for s in plan.sites)
+    if declared and declared != found:
+        raise UnstreamableModel(
+            f"the model's causal layers need caches {declared} (window, stride) but its ONNX graph needs {found}"
+        )
+
+
+def _split_chunks(clip: np.ndarray, chunk: int) -> list[torch.Tensor]:
+    return [torch.from_numpy(np.ascontiguousarray(clip[None, :, i : i + chunk])) for i in range(0, clip.shape[-1], chunk)]
+
+
+def _nwc(array: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(array.transpose(0, 2, 1))  # ESP-DL lays [1, C, T] out as [1, T, C]
+
+
+def _file_entry(path: Path) -> dict:
+    data = path.read_bytes()
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def export_streaming(
+    model: torch.nn.Module,
+    calibration: np.ndarray,
+    verification: np.ndarray,
+    config: ExportConfig,
+    out_dir: Path,
+    model_name: str = "custom",
+    frontend: FbankConfig | None = None,
+    notes: dict | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """Export `model` for ESP-DL twice from one calibration and prove streaming equals offline.
+
+    calibration, verification: float32 [clips, n_mels, config.frames] features. The offline test
+    values and the streaming vectors come from verification[0]. Artifacts land in `out_dir` only
+    if every check passes; otherwise `out_dir` keeps its previous files and gets report.failed.json.
+    """
+    config.validate()
+    out_dir = Path(out_dir)
+    model = model.eval()
+    n_mels = calibration.shape[1]
+    if calibration.shape[2] != config.frames or verification.shape[2] != config.frames:
+        raise ExportError(f"calibration and verification clips must have {config.frames} frames")
+    progress = Progress(6, echo)
+    checks: list[verify.Check] = []
+    started = time.perf_counter()
+
+    with progress.stage("exporting ONNX and planning the caches"):
+        offline_onnx = onnx_graph.export_onnx(model, n_mels, config.frames)
+        plan = onnx_graph.find_cache_sites(offline_onnx)
+        plan.check_chunk(config.chunk, config.frames)
+        _check_model_rules(model, plan)
+        twin = onnx_graph.streaming_twin(offline_onnx, plan, config.chunk)
+
+    with progress.stage(f"float check in ONNX Runtime ({len(verification)} clips x {config.frames // config.chunk} chunks)"):
+        with torch.no_grad():
+            torch_out = [model(torch.from_numpy(c[None])).numpy() for c in verification]
+        onnx_out = verify.run_offline_onnx(offline_onnx, verification)
+        checks.append(verify.check_torch_vs_onnx(torch_out, onnx_out))
+        streamed = [verify.run_streaming_onnx(twin, plan, clip, config.chunk) for clip in verification]
+        checks.append(verify.check_float_streaming(onnx_out, streamed, config.chunk, plan.total_stride))
+
+    log = io.StringIO()
+    calib_tensors = [torch.from_numpy(np.ascontiguousarray(c[None])) for c in calibration[: config.calib_steps]]
+    with progress.stage(f"quantizing for {config.target} int{config.bits} on {len(calib_tensors)} calibration clips"):
+        quantized = ppq.quantize(offline_onnx, calib_tensors, config.target, config.bits, log)
+
+    test_clip = verification[0]
+    metadata = {
+        "espdl_stream.version": __version__,
+        "model": model_name,
+        "chunk_frames": str(config.chunk),
+        "offline_frames": str(config.frames),
+        "frame_axis": str(ppq.ESPDL_FRAME_AXIS),
+        "total_stride": str(plan.total_stride),
+        "frames_per_second": f"{(frontend or FbankConfig()).frames_per_second:g}",
+        "caches": json.dumps([{"consumer": s.consumer, "window": s.window} for s in plan.sites]),
+        "state_pairs": "[]",  # output -> input names copied back between chunks (recurrent models)
+        "frontend": json.dumps((frontend or FbankConfig()).to_dict(), sort_keys=True),
+    }
+
+    with staged_output(out_dir) as stage:
+        staging = stage.path
+        with progress.stage("writing model.espdl and streaming_model.espdl"):
+            ppq.export_espdl(quantized, staging / OFFLINE_FILE, log,
+                             test_input=torch.from_numpy(test_clip[None]), metadata={**metadata, "mode": "offline"})
+            ppq.export_espdl(quantized, staging / STREAMING_FILE, log,
+                             streaming_table=ppq.streaming_table(plan.sites),
+                             streaming_input_shape=[1, n_mels, config.chunk], metadata={**metadata, "mode": "streaming"})
+
+        with progress.stage("quantized check: host simulation, every chunk, and the written files"):
+            offline_int = [ppq.simulate_offline(quantized, torch.from_numpy(c[None]))[onnx_graph.OUTPUT_NAME] for c in verification]
+            stream_results = [ppq.simulate_streaming(quantized, plan.sites, _split_chunks(c, config.chunk)) for c in verification]
+            stream_int = [[r[onnx_graph.OUTPUT_NAME] for r in clip] for clip in stream_results]
+            checks.append(verify.check_quantized_streaming(offline_int, stream_int, config.chunk, plan.total_stride, config.bits))
+            offline_file = ppq.read_espdl(staging / OFFLINE_FILE)
+            checks.append(verify.check_offline_test_values(
+                offline_file.test_outputs, {onnx_graph.OUTPUT_NAME: _nwc(offline_int[0])}))
+            streaming_file = ppq.read_espdl(staging / STREAMING_FILE)
+            checks.append(verify.check_streaming_structure(streaming_file, plan, config.chunk, n_mels))
+            checks.append(verify.check_integer_parameters({OFFLINE_FILE: offline_file, STREAMING_FILE: streaming_file}))
+            dequantized = [ppq.dequantized_offline(quantized, torch.from_numpy(c[None]))[onnx_graph.OUTPUT_NAME] for c in verification]
+            snr = verify.snr_db(np.concatenate(onnx_out), np.concatenate(dequantized))
+
+        with progress.stage("writing test vectors and report"):
+            graph = quantized.graph
+            input_exp = ppq.exponent_of(ppq.input_config(graph, onnx_graph.INPUT_NAME))
+            output_exp = ppq.exponent_of(ppq.output_config(graph, onnx_graph.OUTPUT_NAME))
+            vectors = [
+                VectorTensor(onnx_graph.INPUT_NAME, ROLE_INPUT, input_exp,
+                             [_nwc(ppq.to_int(graph, onnx_graph.INPUT_NAME, c, is_input=True)) for c in _split_chunks(test_clip, config.chunk)]),
+                VectorTensor(onnx_graph.OUTPUT_NAME, ROLE_OUTPUT, output_exp, [_nwc(y) for y in stream_int[0]]),
+            ]
+            (staging / VECTORS_FILE).write_bytes(write_vectors(vectors))
+            (staging / PPQ_LOG_FILE).write_text(log.getvalue())
+            report = {
+                "tool": {"espdl_stream": __version__, "esp_ppq": ppq.ESP_PPQ_VERSION, "torch": torch.__version__,
+                         "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
+                "model": {"name": model_name, "parameters": sum(p.numel() for p in model.parameters()), **(notes or {})},
+                "config": asdict(config),
+                "n_mels": n_mels,
+                "total_stride": plan.total_stride,
+                "caches": [asdict(s) for s in plan.sites],
+                "pooling_exported_as_conv": list(plan.pooling_rewrites),
+                "exponents": {onnx_graph.INPUT_NAME: input_exp, onnx_graph.OUTPUT_NAME: output_exp},
+                "quantization_snr_db": {onnx_graph.OUTPUT_NAME: round(snr, 2)},
+                "checks": [c.to_dict() for c in checks],
+                "passed": all(c.passed for c in checks),
+                "timings_s": {**progress.timings, "total": round(time.perf_counter() - started, 3)},
+                "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "files": {p.name: _file_entry(p) for p in sorted(staging.iterdir())},
+            }
+            report_text = json.dumps(report, indent=2) + "\n"
+            stage.install = report["passed"]
+            (staging / REPORT_FILE).write_text(report_text)
+    if report["passed"]:
+        (out_dir / FAILED_REPORT_FILE).unlink(missing_ok=True)
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / FAILED_REPORT_FILE).write_text(report_text)
+    return ExportResult(report, checks, out_dir)

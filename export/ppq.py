@@ -1,0 +1,380 @@
+"""The one module that imports esp-ppq 1.3.12, and where its quirks are guarded.
+
+- quantize once (it overwrites the ONNX file it is given, so it gets a private copy);
+- every export is isolated: the singletons StreamingTable, ExporterPatternInfo and the
+  FlatBuffers builder are dropped before and after, so a failed export cannot poison the next;
+- exports are byte-identical across processes: esp-ppq orders tensors by dict order that
+  depends on Python's hash seed, so the graph's variables are put in topological order first;
+- esp-ppq reports many fatal conditions only as logged errors: they are raised here;
+- its executor has no StreamingCache: one is registered with ESP-DL's semantics for host simulation;
+- the written `.espdl` is read back with esp-ppq's own FlatBuffers classes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import onnx
+import torch
+
+with contextlib.redirect_stdout(io.StringIO()):  # esp-ppq prints a banner on import
+    import esp_ppq.lib as ppq_lib
+    from esp_ppq.api.espdl_interface import (
+        espdl_quantize_onnx,
+        generate_test_value,
+        get_target_platform,
+    )
+    from esp_ppq.core import TargetPlatform
+    from esp_ppq.executor import TorchExecutor
+    from esp_ppq.executor.base import register_operation_handler
+    from esp_ppq.IR import BaseGraph
+    from esp_ppq.IR.quantize import QuantableOperation
+    from esp_ppq.log import logger as ppq_logger
+    from esp_ppq.parser.espdl import helper as espdl_helper
+    from esp_ppq.parser.espdl.espdl_streaming import StreamingTable
+    from esp_ppq.parser.espdl.espdl_typedef import ExporterPatternInfo
+    from esp_ppq.parser.espdl.FlatBuffers.Dl.Model import ModelT
+    from esp_ppq.quantization.qfunction.linear import PPQLinearQuant_toInt
+
+from .errors import ExportError
+from .onnx_graph import TIME_AXIS, CacheSite
+
+ESP_PPQ_VERSION = version("esp-ppq")
+ESPDL_FRAME_AXIS = 1  # ESP-DL lays 1-D features out as [batch, frames, channels]
+ESPDL_MAGIC = b"EDL2"
+ESPDL_HEADER_BYTES = 16
+
+
+# ---------------------------------------------------------------- esp-ppq's log and singletons
+@contextlib.contextmanager
+def captured_ppq_log(log: io.TextIOBase) -> Iterator[list[str]]:
+    """Send esp-ppq's printing and progress bars to `log`, and collect the errors it only logs."""
+    errors: list[str] = []
+    loggers = list(ppq_logger.initialized_loggers.values())
+    saved = [(lg, lg.error, [(h, h._fd) for h in lg._handlers.values()]) for lg in loggers]
+    for lg in loggers:
+        original = lg.error
+
+        def error(msg, _original=original):
+            errors.append(str(msg))
+            _original(msg)
+
+        lg.error = error
+        for h in lg._handlers.values():
+            h._fd = log
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            yield errors
+    finally:
+        for lg, original, handlers in saved:
+            lg.error = original
+            for h, fd in handlers:
+                h._fd = fd
+
+
+def reset_export_state() -> None:
+    """Clear esp-ppq's exporter singletons in place: after a failed export they keep stale tables and exponents.
+
+    In place, not by dropping the instances: esp-ppq code that already holds an instance would
+    then write into one object while the exporter reads another (it writes float weights).
+    StreamingTable.reset() forgets the input frame axis and count, so those go back to the defaults too.
+    """
+    ExporterPatternInfo().reset()
+    table = StreamingTable()
+    table.reset()
+    for stale in ("_input_frame_axis", "_input_frame_num", "_graph"):
+        table.__dict__.pop(stale, None)
+    espdl_helper.reset_global_fbs_builder()
+
+
+def canonical_variable_order(graph: BaseGraph) -> None:
+    """Order variables by first use in topological order, so the file does not follow the hash seed."""
+    order: dict[str, None] = {}
+    for name in graph.inputs:
+        order[name] = None
+    for op in graph.topological_sort():
+        for var in op.inputs + op.outputs:
+            order.setdefault(var.name, None)
+    for name in sorted(graph.variables):
+        order.setdefault(name, None)
+    graph._variables = {name: graph.variables[name] for name in order}
+
+
+# ---------------------------------------------------------------- quantize once, export twice
+@dataclass
+class Quantized:
+    graph: BaseGraph
+    platform: TargetPlatform
+    target: str
+    bits: int
+
+
+def platform_for(target: str, bits: int) -> TargetPlatform:
+    # 16 bits: esp-ppq's double-precision simulation, the one that matches ESP-DL's int16 kernels.
+    return get_target_platform(target, bits, debug=(bits == 16))
+
+
+def quantize(onnx_model: onnx.ModelProto, calibration: list[torch.Tensor], target: str, bits: int, log) -> Quantized:
+    """Calibrate once on `calibration` ([1, n_mels, frames] tensors); both exports use this graph."""
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = os.path.join(tmp, "model.onnx")  # espdl_quantize_onnx overwrites it: a private copy
+        onnx.save(onnx_model, onnx_path)
+        with captured_ppq_log(log) as errors:
+            graph = espdl_quantize_onnx(
+                onnx_import_file=onnx_path,
+                espdl_export_file=os.path.join(tmp, "unused.espdl"),
+                calib_dataloader=calibration,
+                calib_steps=len(calibration),
+                input_shape=list(calibration[0].shape),
+                inputs=[calibration[0]],
+                target=target,
+                num_of_bits=bits,
+                debug=(bits == 16),
+                skip_export=True,
+                error_report=False,
+                device="cpu",
+            )
+    if errors:
+        raise ExportError(f"esp-ppq reported an error while quantizing: {errors[0]}")
+    return Quantized(graph, platform_for(target, bits), target, bits)
+
+
+def export_espdl(
+    q: Quantized,
+    path: Path,
+    log,
+    test_input: torch.Tensor | None = None,
+    streaming_table: dict | None = None,
+    streaming_input_shape: list[int] | None = None,
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Write one .espdl from the shared quantized graph (esp-ppq's exporter works on its own copy)."""
+    graph = q.graph
+    canonical_variable_order(graph)
+    values_for_test = generate_test_value(graph, "cpu", [test_input]) if test_input is not None else None
+    reset_export_state()
+    try:
+        with captured_ppq_log(log) as errors:
+            ppq_lib.Exporter(platform=q.platform).export(
+                file_path=str(path),
+                graph=graph,
+                values_for_test=values_for_test,
+                export_config=False,
+                auto_streaming=streaming_table is not None,
+                streaming_table=streaming_table,
+                streaming_input_shape=streaming_input_shape,
+                metadata_props=metadata,
+            )
+    except Exception as e:  # esp-ppq raises bare KeyErrors and asserts from deep inside
+        raise ExportError(f"esp-ppq failed to export {path.name}: {type(e).__name__}: {e}") from e
+    finally:
+        reset_export_state()
+    if errors:
+        raise ExportError(f"esp-ppq reported an error while exporting {path.name}: {errors[0]}")
+
+
+def streaming_table(sites: tuple[CacheSite, ...]) -> dict:
+    """The hand-written table: one entry per site, bound to its consuming op, on ESP-DL's frame axis."""
+    return {
+        s.variable: {"window_size": s.window, "op_name": s.consumer, "frame_axis": ESPDL_FRAME_AXIS} for s in sites
+    }
+
+
+# ---------------------------------------------------------------- host simulation
+_SIM_CACHES: dict[str, torch.Tensor] = {}
+
+
+def _streaming_cache_forward(op, values, ctx=None, **kwargs):
+    """ESP-DL's StreamingCache: output = cache ++ input on the frame axis; keep the last window-1 frames."""
+    (x,) = values
+    axis, keep = op.attributes["frame_axis"], op.attributes["window_size"] - 1
+    cache = _SIM_CACHES.get(op.name)
+    if cache is None:
+        shape = list(x.shape)
+        shape[axis] = keep
+        cache = torch.zeros(shape, dtype=x.dtype, device=x.device)
+    out = torch.cat([cache, x], dim=axis)
+    _SIM_CACHES[op.name] = out.narrow(axis, out.shape[axis] - keep, keep).clone()
+    return out
+
+
+for _platform in TargetPlatform:
+    register_operation_handler(_streaming_cache_forward, "StreamingCache", _platform)
+
+
+def output_config(graph: BaseGraph, name: str):
+    var = graph.variables[name]
+    op = var.source_op
+    if not isinstance(op, QuantableOperation):
+        raise ExportError(f"output '{name}' is produced by an unquantized op {op.name}")
+    return op.output_quant_config[op.outputs.index(var)]
+
+
+def input_config(graph: BaseGraph, name: str):
+    var = graph.variables[name]
+    op = var.dest_ops[0]
+    return op.input_quant_config[op.inputs.index(var)]
+
+
+def exponent_of(config) -> int:
+    return int(round(math.log2(float(config.scale.flatten()[0]))))
+
+
+def to_int(graph: BaseGraph, name: str, value: torch.Tensor, is_input: bool = False) -> np.ndarray:
+    config = input_config(graph, name) if is_input else output_config(graph, name)
+    return PPQLinearQuant_toInt(value, config).numpy()
+
+
+@torch.no_grad()
+def simulate_offline(q: Quantized, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """Integer outputs of the offline quantized graph on x [1, n_mels, frames]."""
+    executor = TorchExecutor(q.graph, device="cpu")
+    outputs = executor.forward([x])
+    return {name: to_int(q.graph, name, out) for name, out in zip(q.graph.outputs, outputs)}
+
+
+def streaming_graph(q: Quantized, sites: tuple[CacheSite, ...]) -> BaseGraph:
+    """The quantized graph as it streams: a StreamingCache before each site's consumer, its padding removed."""
+    graph = q.graph.copy()
+    for k, site in enumerate(sites):
+        consumer = graph.operations[site.consumer]
+        cache = graph.create_operation(
+            op_type="StreamingCache",
+            name=f"sim_cache{k}",
+            attributes={"window_size": site.window, "frame_axis": TIME_AXIS},
+            platform=consumer.platform,
+        )
+        graph.insert_op_before(A=cache, B=consumer, input_idx=consumer.inputs.index(graph.variables[site.variable]))
+        consumer.attributes["pads"] = [0, 0]
+    return graph
+
+
+@torch.no_grad()
+def simulate_streaming(q: Quantized, sites: tuple[CacheSite, ...], chunks: list[torch.Tensor]) -> list[dict[str, np.ndarray]]:
+    """Integer outputs of every chunk, fed in order through zero-initialised caches."""
+    graph = streaming_graph(q, sites)
+    executor = TorchExecutor(graph, device="cpu")
+    _SIM_CACHES.clear()
+    try:
+        results = []
+        for chunk in chunks:
+            outputs = executor.forward([chunk])
+            results.append({name: to_int(q.graph, name, out) for name, out in zip(graph.outputs, outputs)})
+        return results
+    finally:
+        _SIM_CACHES.clear()
+
+
+@torch.no_grad()
+def dequantized_offline(q: Quantized, x: torch.Tensor) -> dict[str, np.ndarray]:
+    executor = TorchExecutor(q.graph, device="cpu")
+    return {name: out.numpy() for name, out in zip(q.graph.outputs, executor.forward([x]))}
+
+
+# ---------------------------------------------------------------- reading .espdl files
+@dataclass
+class EspdlTensor:
+    name: str
+    dims: list[int]
+    exponent: int
+    dtype: int  # ONNX TensorProto data type code
+    values: np.ndarray | None = None
+
+
+@dataclass
+class EspdlNode:
+    name: str
+    op_type: str
+    inputs: list[str]
+    outputs: list[str]
+    attributes: dict
+
+
+@dataclass
+class EspdlFile:
+    nodes: list[EspdlNode]
+    inputs: dict[str, EspdlTensor]
+    outputs: dict[str, EspdlTensor]
+    value_infos: dict[str, EspdlTensor]
+    test_inputs: dict[str, EspdlTensor]
+    test_outputs: dict[str, EspdlTensor]
+    initializers: dict[str, EspdlTensor]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def consumers(self, variable: str) -> list[EspdlNode]:
+        return [n for n in self.nodes if variable in n.inputs]
+
+    def tensor(self, name: str) -> EspdlTensor:
+        for table in (self.inputs, self.outputs, self.value_infos):
+            if name in table:
+                return table[name]
+        raise KeyError(name)
+
+
+def _s(b) -> str:
+    return b.decode() if isinstance(b, bytes) else (b or "")
+
+
+def _attribute(a):
+    """Value of a FlatBuffers attribute by its AttrType (esp-ppq's AttributeType codes)."""
+    if a.attrType == 1:
+        return float(a.f.f)
+    if a.attrType == 2:
+        return int(a.i.i)
+    if a.attrType == 3:
+        return bytes(np.asarray(a.s, dtype=np.uint8)).decode() if a.s is not None else ""
+    if a.attrType == 6:
+        return [float(v) for v in a.floats]
+    if a.attrType == 7:
+        return [int(v) for v in a.ints]
+    return None  # tensors, graphs and type attributes are not needed for verification
+
+
+def _value_info(v) -> EspdlTensor:
+    tt = v.valueInfoType.value
+    dims = [int(d.value.dimValue) if d.value is not None else -1 for d in tt.shape.dim]
+    exps = [] if v.exponents is None else list(v.exponents)
+    return EspdlTensor(_s(v.name), dims, int(exps[0]) if exps else 0, tt.elemType)
+
+
+def _tensor_with_values(t) -> EspdlTensor:
+    dims = [int(d) for d in t.dims]
+    raw = b"".join(bytes(chunk.bytes) for chunk in (t.rawData or []))
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(t.dataType)  # esp-ppq uses ONNX's type codes
+    count = int(np.prod(dims)) if dims else 1
+    values = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"), count=count).reshape(dims)  # 16-byte padding trimmed
+    exps = [] if t.exponents is None else list(t.exponents)
+    return EspdlTensor(_s(t.name), dims, int(exps[0]) if exps else 0, t.dataType, values)
+
+
+def read_espdl(path: Path) -> EspdlFile:
+    data = Path(path).read_bytes()
+    if data[:4] != ESPDL_MAGIC:
+        raise ExportError(f"{path}: not an .espdl file (header {data[:4]!r}, expected {ESPDL_MAGIC!r})")
+    if int.from_bytes(data[4:8], "little"):
+        raise ExportError(f"{path}: encrypted .espdl files cannot be verified")
+    model = ModelT.InitFromPackedBuf(data[ESPDL_HEADER_BYTES:], 0)
+    g = model.graph
+    return EspdlFile(
+        nodes=[
+            EspdlNode(_s(n.name), _s(n.opType), [_s(i) for i in n.input or []], [_s(o) for o in n.output or []],
+                      {_s(a.name): _attribute(a) for a in n.attribute or []})
+            for n in g.node
+        ],
+        inputs={_s(v.name): _value_info(v) for v in g.input or []},
+        outputs={_s(v.name): _value_info(v) for v in g.output or []},
+        value_infos={_s(v.name): _value_info(v) for v in g.valueInfo or []},
+        test_inputs={_s(t.name): _tensor_with_values(t) for t in g.testInputsValue or []},
+        test_outputs={_s(t.name): _tensor_with_values(t) for t in g.testOutputsValue or []},
+        initializers={_s(t.name): _tensor_with_values(t) for t in g.initializer or []},
+        metadata={_s(e.key): _s(e.value) for e in model.metadataProps or []},
+    )

@@ -1,0 +1,63 @@
+"""`export-espdl`: the help, one-line errors with exit code 2, and the default run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from espdl_stream.export.cli import main
+
+
+def test_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--model", "--target", "--bits", "--chunk", "--frames", "--calib", "--out", "--seed"):
+        assert option in text
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--target", "esp32"], "invalid choice: 'esp32'"),
+        (["--bits", "4"], "invalid choice: 4"),
+        (["--chunk", "5"], "offline length of 96 frames is not a whole number of 5-frame chunks"),
+        (["--calib", "/no/such/place"], "/no/such/place: no such file or directory"),
+    ],
+)
+def test_errors_are_one_line_and_exit_2(argv, message, capsys, tmp_path):
+    try:
+        code = main([*argv, "--out", str(tmp_path / "out"), "--quiet"])
+    except SystemExit as e:  # argparse's own refusals
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_too_few_calibration_clips_is_refused(tmp_path, capsys):
+    np.save(tmp_path / "few.npy", np.zeros((3, 40, 96), np.float32))
+    assert main(["--calib", str(tmp_path / "few.npy"), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    assert "need at least 32" in capsys.readouterr().err
+
+
+def test_user_calibration_folder_runs(tmp_path, features, capsys):
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i, clip in enumerate(features[:10]):
+        np.save(calib / f"{i}.npy", clip)
+    assert main(["--calib", str(calib), "--calib-steps", "8", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["model"]["calibration"] == str(calib) and report["passed"]
+
+
+def test_default_run_prints_the_verdict_table(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    assert "ALL PASS" in captured.out and captured.out.count("PASS") >= 7
+    assert "[1/6]" in captured.err and "[6/6]" in captured.err
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["config"] == {"target": "esp32s3", "bits": 8, "chunk": 8, "frames": 96, "calib_steps": 32,
+                                "verify_clips": 4, "seed": 0}

@@ -1,0 +1,178 @@
+"""The exporter end to end: equivalence on both chips and widths, and a negative test per guard."""
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from espdl_stream.export import onnx_graph, ppq, verify
+from espdl_stream.export.errors import ExportError
+from espdl_stream.export.pipeline import ExportConfig, export_streaming
+from espdl_stream.export.vectors import read_vectors
+from espdl_stream.models import CausalTCN, TCNConfig, build_model
+from espdl_stream.models.layers import CausalConv1d
+
+
+def _export(features, out, model=None, **overrides):
+    config = ExportConfig(**{"calib_steps": 8, "verify_clips": 2, **overrides})
+    return export_streaming(model or build_model("tcn"), features[: config.calib_steps],
+                            features[config.calib_steps : config.calib_steps + config.verify_clips], config, out)
+
+
+@pytest.mark.parametrize("target", ["esp32s3", "esp32p4"])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_streaming_equals_offline_every_chunk(features, tmp_path, target, bits):
+    result = _export(features, tmp_path, target=target, bits=bits, chunk=4 if bits == 16 else 8, calib_steps=32)
+    checks = {c.name: c for c in result.checks}
+    assert result.passed, [c.detail for c in result.checks if not c.passed]
+    quantized = checks["quantized streaming vs offline (host simulation)"]
+    assert quantized.per_chunk == [0.0] * (96 // (4 if bits == 16 else 8))
+    assert max(checks["ONNX Runtime streaming vs offline (float)"].per_chunk) <= 1e-5
+    # the firmware's view: streaming vectors, chunk by chunk, equal the offline file's own test output
+    vectors = {t.name: t for t in read_vectors((tmp_path / "streaming_vectors.bin").read_bytes())}
+    offline = ppq.read_espdl(tmp_path / "model.espdl")
+    assert np.array_equal(np.concatenate(vectors["y"].chunks, axis=1), offline.test_outputs["y"].values)
+    assert np.array_equal(np.concatenate(vectors["x"].chunks, axis=1), offline.test_inputs["x"].values)
+    assert vectors["y"].exponent == offline.test_outputs["y"].exponent
+    streaming = ppq.read_espdl(tmp_path / "streaming_model.espdl")
+    assert streaming.metadata["chunk_frames"] == str(result.report["config"]["chunk"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "esp-ppq.log", "model.espdl", "report.json", "streaming_model.espdl", "streaming_vectors.bin"]
+
+
+def test_a_users_strided_model_exports(features, tmp_path):
+    result = _export(features, tmp_path, model=CausalTCN(TCNConfig(input_stride=2, dilations=(1, 3))).eval())
+    assert result.passed, [c.detail for c in result.checks if not c.passed]
+    assert result.report["total_stride"] == 2
+
+
+@pytest.fixture(scope="module")
+def quantized_tcn(features):
+    proto = onnx_graph.export_onnx(build_model("tcn"), 40, 96)
+    plan = onnx_graph.find_cache_sites(proto)
+    calib = [torch.from_numpy(c[None]) for c in features[:8]]
+    return ppq.quantize(proto, calib, "esp32s3", 8, io.StringIO()), plan
+
+
+def _streaming_file(q, path, table):
+    ppq.export_espdl(q, path, io.StringIO(), streaming_table=table, streaming_input_shape=[1, 40, 8])
+    return ppq.read_espdl(path)
+
+
+def test_guard_shared_cache_from_plain_auto_streaming_is_detected(quantized_tcn, tmp_path):
+    q, plan = quantized_tcn
+    espdl = _streaming_file(q, tmp_path / "auto.espdl", {})  # esp-ppq's own auto streaming, no per-op table
+    check = verify.check_streaming_structure(espdl, plan, 8, 40)
+    assert not check.passed
+    assert "Add '/blocks/blocks.1/Add' reads the output of cache" in check.detail
+    ours = _streaming_file(q, tmp_path / "ours.espdl", ppq.streaming_table(plan.sites))
+    assert verify.check_streaming_structure(ours, plan, 8, 40).passed
+
+
+def test_guard_wrong_window_is_detected_in_file_and_simulation(quantized_tcn, tmp_path, features):
+    q, plan = quantized_tcn
+    table = ppq.streaming_table(plan.sites)
+    wrong = plan.sites[3]
+    table[wrong.variable]["window_size"] += 1
+    check = verify.check_streaming_structure(_streaming_file(q, tmp_path / "w.espdl", table), plan, 8, 40)
+    assert not check.passed and f"has window {wrong.window + 1}, needs {wrong.window}" in check.detail
+    # the same mistake in the simulated graph: the conv then yields a different number of frames
+    # than its residual partner, and the simulation stops at that Add instead of streaming garbage
+    sites = tuple(
+        onnx_graph.CacheSite(s.variable, s.consumer, s.window + 1, s.stride, s.channels, s.input_stride) if s == wrong else s
+        for s in plan.sites
+    )
+    chunks = [torch.from_numpy(np.ascontiguousarray(features[30][None, :, i : i + 8])) for i in range(0, 96, 8)]
+    with pytest.raises(RuntimeError, match="Op Execution Error: /blocks/blocks.3/Add"):
+        ppq.simulate_streaming(q, sites, chunks)
+
+
+def test_guard_failed_export_does_not_poison_the_next(quantized_tcn, tmp_path, monkeypatch):
+    q, plan = quantized_tcn
+    table = ppq.streaming_table(plan.sites)
+    good = tmp_path / "good.espdl"
+    _streaming_file(q, good, table)
+    bad_table = {**table, "no_such_variable": {"window_size": 3, "op_name": None, "frame_axis": 1}}
+    with pytest.raises(ExportError, match="esp-ppq"):
+        _streaming_file(q, tmp_path / "bad.espdl", bad_table)
+    _streaming_file(q, tmp_path / "after.espdl", table)
+    assert (tmp_path / "after.espdl").read_bytes() == good.read_bytes()
+    # without the guard the leftover table poisons the next export
+    monkeypatch.setattr(ppq, "reset_export_state", lambda: None)
+    with pytest.raises(ExportError):
+        _streaming_file(q, tmp_path / "bad2.espdl", bad_table)
+    with pytest.raises(ExportError):
+        _streaming_file(q, tmp_path / "poisoned.espdl", table)
+
+
+def test_guard_errors_esp_ppq_only_logs_are_raised(features):
+    class MeanOverTime(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = CausalConv1d(40, 8, 3)
+
+        def forward(self, x):
+            return self.conv(x).mean(dim=2, keepdim=True)
+
+    proto = onnx_graph.export_onnx(MeanOverTime().eval(), 40, 96)  # find_cache_sites would refuse it
+    q = ppq.quantize(proto, [torch.from_numpy(c[None]) for c in features[:4]], "esp32s3", 8, io.StringIO())
+    with pytest.raises(ExportError, match="operates along the frame axis"):
+        ppq.export_espdl(q, Path(os.devnull), io.StringIO(), streaming_table={}, streaming_input_shape=[1, 40, 8])
+
+
+def test_failed_verification_leaves_previous_artifacts(features, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.espdl").write_bytes(b"previous")
+    real = ppq.simulate_streaming
+
+    def off_by_one(*args):
+        results = real(*args)
+        results[5]["y"] = results[5]["y"].copy()
+        results[5]["y"][0, 0, 0] += 1
+        return results
+
+    monkeypatch.setattr(ppq, "simulate_streaming", off_by_one)
+    result = _export(features, out)
+    assert not result.passed
+    quantized = next(c for c in result.checks if c.name.startswith("quantized"))
+    assert quantized.per_chunk[5] == 1 and sum(quantized.per_chunk) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["model.espdl", "report.failed.json"]
+    assert (out / "model.espdl").read_bytes() == b"previous"
+
+
+def test_crash_midway_leaves_no_partial_files(features, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text("previous")
+    real = ppq.export_espdl
+
+    def crash_on_streaming(q, path, log, **kwargs):
+        if "streaming_table" in kwargs:
+            path.write_bytes(b"half a file")
+            raise ExportError("simulated crash")
+        return real(q, path, log, **kwargs)
+
+    monkeypatch.setattr(ppq, "export_espdl", crash_on_streaming)
+    with pytest.raises(ExportError, match="simulated crash"):
+        _export(features, out)
+    assert [p.name for p in out.iterdir()] == ["report.json"]
+    assert (out / "report.json").read_text() == "previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging folder left behind
+
+
+def test_same_inputs_same_bytes_whatever_the_hash_seed(tmp_path):
+    outputs = []
+    for seed in ("1", "2"):
+        out = tmp_path / seed
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-m", "espdl_stream.export.cli", "--out", str(out), "--quiet",
+                        "--calib-steps", "8"], check=True, env=env, capture_output=True)
+        outputs.append(out)
+    for name in ("model.espdl", "streaming_model.espdl", "streaming_vectors.bin"):
+        assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes(), name
