@@ -101,7 +101,7 @@ def check_quantized_streaming(offline: list[np.ndarray], streamed: list[list[np.
         "quantized streaming vs offline (host simulation)",
         total == 0,
         f"{len(worst)} chunks x {len(offline)} clips, {total} differing int{bits} values, max |diff| {max(worst):g} LSB",
-        [float(d) for d in differing],
+        worst,
     )
 
 

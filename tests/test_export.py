@@ -176,3 +176,25 @@ def test_same_inputs_same_bytes_whatever_the_hash_seed(tmp_path):
         outputs.append(out)
     for name in ("model.espdl", "streaming_model.espdl", "streaming_vectors.bin"):
         assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes(), name
+
+
+def test_16_bit_needs_esp_ppqs_float64_simulation(features):
+    """esp-ppq's default int16 simulation rounds in float32: a chunk and the whole clip then differ by one LSB."""
+    proto = onnx_graph.export_onnx(build_model("tcn"), 40, 96)
+    plan = onnx_graph.find_cache_sites(proto)
+    calib = [torch.from_numpy(c[None]) for c in features[:8]]
+    clip = features[35]
+    chunks = [torch.from_numpy(np.ascontiguousarray(clip[None, :, i : i + 4])) for i in range(0, 96, 4)]
+
+    def differing(platform_override):
+        q = ppq.quantize(proto, calib, "esp32p4", 16, io.StringIO())
+        if platform_override is not None:
+            q = ppq.Quantized(q.graph, platform_override, q.target, q.bits)
+            for op in q.graph.operations.values():
+                op.platform = platform_override
+        offline = ppq.simulate_offline(q, torch.from_numpy(clip[None]))["y"]
+        streamed = np.concatenate([r["y"] for r in ppq.simulate_streaming(q, plan.sites, chunks)], axis=2)
+        return int((offline != streamed).sum())
+
+    assert differing(None) == 0  # what the pipeline uses
+    assert differing(ppq.get_target_platform("esp32p4", 16)) > 0  # esp-ppq's default
