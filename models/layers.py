@@ -3,9 +3,10 @@
 Every layer here has the faces of a streaming layer (as in google-research's kws_streaming):
 - offline: the whole sequence at once, left-padded with zeros so no output looks ahead;
 - streaming with internal state: fed chunk by chunk, it keeps the last `window - 1` input frames
-  in a zero-initialised cache, exactly what ESP-DL's StreamingCache does on the chip.
-The external-state face (caches as graph inputs and outputs) is built from the ONNX graph in
-`export/`, so it covers any model built from these layers.
+  in a zero-initialised cache, exactly what ESP-DL's StreamingCache does on the chip;
+- streaming with external state (`step`): the cache goes in and comes out with each chunk.
+The exported external-state face (caches as ONNX graph inputs and outputs) is built from the
+ONNX graph in `export/`, so it covers any model built from these layers.
 """
 
 from __future__ import annotations
@@ -49,14 +50,21 @@ class CausalTimeLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._cache is None:
             return self.apply_valid(F.pad(x, (self.window - 1, 0)))
+        y, self._cache = self.step(x, self._cache)
+        return y
+
+    def step(self, x: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Streaming with external state: one chunk and the cache before it -> output and the next cache."""
         if x.shape[-1] % self.stride:
             raise ValueError(f"chunk of {x.shape[-1]} frames is not a multiple of the layer stride {self.stride}")
-        buffered = torch.cat([self._cache, x], dim=-1)
-        self._cache = buffered[..., buffered.shape[-1] - (self.window - 1) :]
-        return self.apply_valid(buffered)
+        buffered = torch.cat([cache, x], dim=-1)
+        return self.apply_valid(buffered), buffered[..., buffered.shape[-1] - (self.window - 1) :]
+
+    def init_cache(self, batch_size: int, device=None, dtype=torch.float32) -> torch.Tensor:
+        return torch.zeros(batch_size, self.channels, self.window - 1, device=device, dtype=dtype)
 
     def start_streaming(self, batch_size: int, device=None, dtype=torch.float32) -> None:
-        self._cache = torch.zeros(batch_size, self.channels, self.window - 1, device=device, dtype=dtype)
+        self._cache = self.init_cache(batch_size, device, dtype)
 
     def stop_streaming(self) -> None:
         self._cache = None
