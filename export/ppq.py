@@ -35,7 +35,8 @@ with contextlib.redirect_stdout(io.StringIO()):  # esp-ppq prints a banner on im
     )
     from esp_ppq.core import TargetPlatform
     from esp_ppq.executor import TorchExecutor
-    from esp_ppq.executor.base import register_operation_handler
+    from esp_ppq.executor.base import OPERATION_FORWARD_TABLE, register_operation_handler
+    from esp_ppq.executor.op import ESPDL_QUANT_BACKEND_TABLE
     from esp_ppq.IR import BaseGraph
     from esp_ppq.IR.quantize import QuantableOperation
     from esp_ppq.log import logger as ppq_logger
@@ -46,7 +47,7 @@ with contextlib.redirect_stdout(io.StringIO()):  # esp-ppq prints a banner on im
     from esp_ppq.quantization.qfunction.linear import PPQLinearQuant_toInt
 
 from .errors import ExportError
-from .onnx_graph import TIME_AXIS, CacheSite
+from .onnx_graph import INPUT_NAME, TIME_AXIS, CacheSite
 
 ESP_PPQ_VERSION = version("esp-ppq")
 ESPDL_FRAME_AXIS = 1  # ESP-DL lays 1-D features out as [batch, frames, channels]
@@ -97,10 +98,14 @@ def reset_export_state() -> None:
 
 
 def canonical_variable_order(graph: BaseGraph) -> None:
-    """Order variables by first use in topological order, so the file does not follow the hash seed."""
-    order: dict[str, None] = {}
-    for name in graph.inputs:
-        order[name] = None
+    """Order inputs, outputs and variables deterministically, so the file does not follow the hash seed.
+
+    Graph inputs and outputs go by name, the order in which ESP-DL's std::map hands them over;
+    the other variables by first use in topological order.
+    """
+    graph._graph_inputs = {name: graph.inputs[name] for name in sorted(graph.inputs)}
+    graph._graph_outputs = {name: graph.outputs[name] for name in sorted(graph.outputs)}
+    order: dict[str, None] = dict.fromkeys(graph.inputs)
     for op in graph.topological_sort():
         for var in op.inputs + op.outputs:
             order.setdefault(var.name, None)
@@ -123,8 +128,10 @@ def platform_for(target: str, bits: int) -> TargetPlatform:
     return get_target_platform(target, bits, debug=(bits == 16))
 
 
-def quantize(onnx_model: onnx.ModelProto, calibration: list[torch.Tensor], target: str, bits: int, log) -> Quantized:
-    """Calibrate once on `calibration` ([1, n_mels, frames] tensors); both exports use this graph."""
+def quantize(onnx_model: onnx.ModelProto, calibration: list[dict[str, torch.Tensor]], target: str, bits: int, log) -> Quantized:
+    """Calibrate once on `calibration` (one dict of graph inputs per step); both exports use this graph."""
+    names = [i.name for i in onnx_model.graph.input]
+    batches = [[sample[name] for name in names] for sample in calibration]
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = os.path.join(tmp, "model.onnx")  # espdl_quantize_onnx overwrites it: a private copy
         onnx.save(onnx_model, onnx_path)
@@ -132,15 +139,15 @@ def quantize(onnx_model: onnx.ModelProto, calibration: list[torch.Tensor], targe
             graph = espdl_quantize_onnx(
                 onnx_import_file=onnx_path,
                 espdl_export_file=os.path.join(tmp, "unused.espdl"),
-                calib_dataloader=calibration,
-                calib_steps=len(calibration),
-                input_shape=list(calibration[0].shape),
-                inputs=[calibration[0]],
+                calib_dataloader=batches,
+                calib_steps=len(batches),
+                input_shape=[list(t.shape) for t in batches[0]],
+                inputs=batches[0],
                 target=target,
                 num_of_bits=bits,
                 debug=(bits == 16),
                 skip_export=True,
-                error_report=False,
+                error_report=False,  # its graphwise error is wrong for LSTMs; the pipeline measures its own
                 device="cpu",
             )
     if errors:
@@ -148,19 +155,58 @@ def quantize(onnx_model: onnx.ModelProto, calibration: list[torch.Tensor], targe
     return Quantized(graph, platform_for(target, bits), target, bits)
 
 
+def streaming_table(sites: tuple[CacheSite, ...]) -> dict:
+    """The hand-written table: one entry per site, bound to its consuming op, on ESP-DL's frame axis."""
+    return {
+        s.variable: {"window_size": s.window, "op_name": s.consumer, "frame_axis": ESPDL_FRAME_AXIS} for s in sites
+    }
+
+
+@dataclass(frozen=True)
+class StreamingExport:
+    """What turns the offline graph into the streaming one."""
+
+    table: dict  # esp-ppq's streaming_table
+    input_shape: list[int]  # the input x per chunk, [1, n_mels, chunk]
+    recurrent: bool = False
+
+    @classmethod
+    def for_sites(cls, sites: tuple[CacheSite, ...], input_shape: list[int], recurrent: bool) -> "StreamingExport":
+        return cls(streaming_table(sites), input_shape, recurrent)
+
+
 def export_espdl(
     q: Quantized,
     path: Path,
     log,
-    test_input: torch.Tensor | None = None,
-    streaming_table: dict | None = None,
-    streaming_input_shape: list[int] | None = None,
+    test_inputs: dict[str, torch.Tensor] | None = None,
+    streaming: StreamingExport | None = None,
     metadata: dict[str, str] | None = None,
 ) -> None:
-    """Write one .espdl from the shared quantized graph (esp-ppq's exporter works on its own copy)."""
+    """Write one .espdl from the shared quantized graph (esp-ppq's exporter works on its own copy).
+
+    Streaming: the hand-written table places every cache. auto_streaming also removes the padding of
+    the cached ops, but on a recurrent graph it logs an error for the Transpose esp-ppq's own layout
+    pass puts before each LSTM; there a custom pass removes the padding instead.
+    """
     graph = q.graph
     canonical_variable_order(graph)
-    values_for_test = generate_test_value(graph, "cpu", [test_input]) if test_input is not None else None
+    values_for_test = generate_test_value(graph, "cpu", test_inputs) if test_inputs is not None else None
+    options = {}
+    if streaming is not None:
+        options = {
+            "streaming_table": streaming.table,
+            "streaming_input_shape": {INPUT_NAME: streaming.input_shape},
+            "auto_streaming": not streaming.recurrent,
+        }
+        if streaming.recurrent:
+            consumers = [entry["op_name"] for entry in streaming.table.values()]
+
+            def remove_cached_padding(g: BaseGraph) -> None:
+                for name in consumers:
+                    g.operations[name].attributes["pads"] = [0] * len(g.operations[name].attributes["pads"])
+
+            options["streaming_custom_passes"] = [remove_cached_padding]
     reset_export_state()
     try:
         with captured_ppq_log(log) as errors:
@@ -169,10 +215,8 @@ def export_espdl(
                 graph=graph,
                 values_for_test=values_for_test,
                 export_config=False,
-                auto_streaming=streaming_table is not None,
-                streaming_table=streaming_table,
-                streaming_input_shape=streaming_input_shape,
                 metadata_props=metadata,
+                **options,
             )
     except Exception as e:  # esp-ppq raises bare KeyErrors and asserts from deep inside
         raise ExportError(f"esp-ppq failed to export {path.name}: {type(e).__name__}: {e}") from e
@@ -180,13 +224,6 @@ def export_espdl(
         reset_export_state()
     if errors:
         raise ExportError(f"esp-ppq reported an error while exporting {path.name}: {errors[0]}")
-
-
-def streaming_table(sites: tuple[CacheSite, ...]) -> dict:
-    """The hand-written table: one entry per site, bound to its consuming op, on ESP-DL's frame axis."""
-    return {
-        s.variable: {"window_size": s.window, "op_name": s.consumer, "frame_axis": ESPDL_FRAME_AXIS} for s in sites
-    }
 
 
 # ---------------------------------------------------------------- host simulation
@@ -206,6 +243,12 @@ def _streaming_cache_forward(op, values, ctx=None, **kwargs):
     _SIM_CACHES[op.name] = out.narrow(axis, out.shape[axis] - keep, keep).clone()
     return out
 
+
+# esp-ppq 1.3.12 maps every ESP-DL platform to its quantized backends except ESPDL_H_PRE_INT16
+# (esp32p4, int16, double precision): there LSTM and GRU ran as float recurrences instead of
+# ESP-DL's, which quantizes h and c at every step, so offline and streaming differed and the
+# embedded test values were not what the chip computes. Map it like its S3 and C siblings.
+OPERATION_FORWARD_TABLE[TargetPlatform.ESPDL_H_PRE_INT16] = ESPDL_QUANT_BACKEND_TABLE
 
 for _platform in TargetPlatform:
     register_operation_handler(_streaming_cache_forward, "StreamingCache", _platform)
@@ -229,17 +272,27 @@ def exponent_of(config) -> int:
     return int(round(math.log2(float(config.scale.flatten()[0]))))
 
 
-def to_int(graph: BaseGraph, name: str, value: torch.Tensor, is_input: bool = False) -> np.ndarray:
-    config = input_config(graph, name) if is_input else output_config(graph, name)
+def to_int(graph: BaseGraph, name: str, value: torch.Tensor) -> np.ndarray:
+    """Integers of a graph input or output as ESP-DL holds them (value = integer * 2**exponent)."""
+    config = input_config(graph, name) if name in graph.inputs else output_config(graph, name)
     return PPQLinearQuant_toInt(value, config).numpy()
 
 
 @torch.no_grad()
-def simulate_offline(q: Quantized, x: torch.Tensor) -> dict[str, np.ndarray]:
-    """Integer outputs of the offline quantized graph on x [1, n_mels, frames]."""
-    executor = TorchExecutor(q.graph, device="cpu")
-    outputs = executor.forward([x])
-    return {name: to_int(q.graph, name, out) for name, out in zip(q.graph.outputs, outputs)}
+def _run(executor: TorchExecutor, graph: BaseGraph, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    names = list(graph.outputs)
+    return dict(zip(names, executor.forward(inputs, output_names=names)))
+
+
+def simulate_offline(q: Quantized, inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Integer outputs of the offline quantized graph."""
+    outputs = _run(TorchExecutor(q.graph, device="cpu"), q.graph, inputs)
+    return {name: to_int(q.graph, name, value) for name, value in outputs.items()}
+
+
+def dequantized_offline(q: Quantized, inputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    outputs = _run(TorchExecutor(q.graph, device="cpu"), q.graph, inputs)
+    return {name: value.numpy() for name, value in outputs.items()}
 
 
 def streaming_graph(q: Quantized, sites: tuple[CacheSite, ...]) -> BaseGraph:
@@ -258,26 +311,30 @@ def streaming_graph(q: Quantized, sites: tuple[CacheSite, ...]) -> BaseGraph:
     return graph
 
 
-@torch.no_grad()
-def simulate_streaming(q: Quantized, sites: tuple[CacheSite, ...], chunks: list[torch.Tensor]) -> list[dict[str, np.ndarray]]:
-    """Integer outputs of every chunk, fed in order through zero-initialised caches."""
+def simulate_streaming(
+    q: Quantized,
+    sites: tuple[CacheSite, ...],
+    chunks: list[torch.Tensor],
+    state_pairs: tuple[tuple[str, str], ...] = (),
+    initial_states: dict[str, torch.Tensor] | None = None,
+) -> list[dict[str, np.ndarray]]:
+    """Integer outputs of every chunk: caches start at zero, each state output is fed back as its input.
+
+    A state goes back as the quantized value it left as: the integers the firmware copies, as a value.
+    """
     graph = streaming_graph(q, sites)
     executor = TorchExecutor(graph, device="cpu")
+    states = dict(initial_states or {})
     _SIM_CACHES.clear()
     try:
         results = []
         for chunk in chunks:
-            outputs = executor.forward([chunk])
-            results.append({name: to_int(q.graph, name, out) for name, out in zip(graph.outputs, outputs)})
+            outputs = _run(executor, graph, {INPUT_NAME: chunk, **states})
+            results.append({name: to_int(q.graph, name, value) for name, value in outputs.items()})
+            states = {state_in: outputs[state_out] for state_out, state_in in state_pairs}
         return results
     finally:
         _SIM_CACHES.clear()
-
-
-@torch.no_grad()
-def dequantized_offline(q: Quantized, x: torch.Tensor) -> dict[str, np.ndarray]:
-    executor = TorchExecutor(q.graph, device="cpu")
-    return {name: out.numpy() for name, out in zip(q.graph.outputs, executor.forward([x]))}
 
 
 # ---------------------------------------------------------------- reading .espdl files
@@ -341,7 +398,7 @@ def _attribute(a):
 
 def _value_info(v) -> EspdlTensor:
     tt = v.valueInfoType.value
-    dims = [int(d.value.dimValue) if d.value is not None else -1 for d in tt.shape.dim]
+    dims = [int(d.value.dimValue) if d.value is not None else -1 for d in tt.shape.dim] if tt.shape else []
     exps = [] if v.exponents is None else list(v.exponents)
     return EspdlTensor(_s(v.name), dims, int(exps[0]) if exps else 0, tt.elemType)
 

@@ -3,22 +3,32 @@
 - float: the external-state ONNX twin run chunk by chunk in ONNX Runtime equals the offline ONNX;
 - quantized: the streaming graph simulated on the host, chunk by chunk, gives the same integers
   as the offline quantized graph, every chunk;
-- files: the offline .espdl carries test values equal to the host simulation, and the streaming
-  .espdl has exactly the planned caches, each read only by its own consumer.
+- files: the offline .espdl carries test values equal to the host simulation, the streaming
+  .espdl has exactly the planned caches, each read only by its own consumer, every weight is an
+  integer, and every recurrent state leaves with the exponent and type it comes back in with.
+
+"Every chunk" means: the chunk's output frames equal the offline output on those frames, and
+(recurrent models) the states after the chunk equal the offline states after the same prefix.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
-from .onnx_graph import INPUT_NAME, OUTPUT_NAME, StreamingPlan
+from .onnx_graph import INPUT_NAME, OUTPUT_NAME, StreamingPlan, with_dynamic_time
 
 FLOAT_TOLERANCE = 1e-5
 TIME_MIXING_OPS = {"Conv", "AveragePool", "MaxPool"}
+FLOAT_DTYPES = {1: "float32", 10: "float16", 11: "float64"}  # ONNX TensorProto codes
+INT16 = 5
+QUANTIZE_OPS = {"QuantizeLinear", "DequantizeLinear", "RequantizeLinear"}
+
+Outputs = dict[str, np.ndarray]
 
 
 @dataclass
@@ -26,12 +36,13 @@ class Check:
     name: str
     passed: bool
     detail: str
-    per_chunk: list[float] = field(default_factory=list)  # worst value over the clips, per chunk
+    per_chunk: list[float] = field(default_factory=list)  # worst value over clips and tensors, per chunk
 
     def to_dict(self) -> dict:
         return {"name": self.name, "passed": self.passed, "detail": self.detail, "per_chunk": self.per_chunk}
 
 
+# ---------------------------------------------------------------- running the float models
 def _session(model: onnx.ModelProto) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -39,43 +50,80 @@ def _session(model: onnx.ModelProto) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def run_offline_onnx(model: onnx.ModelProto, clips: np.ndarray) -> list[np.ndarray]:
-    session = _session(model)
-    return [session.run([OUTPUT_NAME], {INPUT_NAME: clip[None]})[0] for clip in clips]
+def _zero_states(model: onnx.ModelProto, names) -> dict[str, np.ndarray]:
+    shapes = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    return {name: np.zeros(shapes[name], np.float32) for name in names}
 
 
-def run_streaming_onnx(twin: onnx.ModelProto, plan: StreamingPlan, clip: np.ndarray, chunk: int) -> list[np.ndarray]:
-    """Feed one clip [n_mels, frames] chunk by chunk, every cache output fed back as the next cache input."""
+def onnx_offline_runner(model: onnx.ModelProto, plan: StreamingPlan) -> Callable[[np.ndarray], Outputs]:
+    """Runs the offline ONNX on any number of frames ([n_mels, frames] in), from zero states."""
+    session = _session(with_dynamic_time(model))
+    names = [o.name for o in session.get_outputs()]
+    zeros = _zero_states(model, plan.state_inputs)
+
+    def run(clip: np.ndarray) -> Outputs:
+        return dict(zip(names, session.run(names, {INPUT_NAME: np.ascontiguousarray(clip[None]), **zeros})))
+
+    return run
+
+
+def run_streaming_onnx(twin: onnx.ModelProto, plan: StreamingPlan, clip: np.ndarray, chunk: int) -> list[Outputs]:
+    """Feed one clip [n_mels, frames] chunk by chunk; every cache and state output goes back in."""
     session = _session(twin)
-    caches = {f"cache{k}_in": np.zeros((1, s.channels, s.cache_frames), np.float32) for k, s in enumerate(plan.sites)}
-    cache_outputs = [f"cache{k}_out" for k in range(len(plan.sites))]
-    outputs = []
+    feedback = [(f"cache{k}_out", f"cache{k}_in") for k in range(len(plan.sites))] + list(plan.state_pairs)
+    carried = {f"cache{k}_in": np.zeros((1, s.channels, s.cache_frames), np.float32) for k, s in enumerate(plan.sites)}
+    carried.update(_zero_states(twin, plan.state_inputs))
+    names = [o.name for o in session.get_outputs()]
+    results = []
     for start in range(0, clip.shape[-1], chunk):
-        results = session.run([OUTPUT_NAME, *cache_outputs], {INPUT_NAME: clip[None, :, start : start + chunk], **caches})
-        outputs.append(results[0])
-        caches = {f"cache{k}_in": value for k, value in enumerate(results[1:])}
-    return outputs
+        outputs = dict(zip(names, session.run(names, {INPUT_NAME: np.ascontiguousarray(clip[None, :, start : start + chunk]), **carried})))
+        results.append({name: outputs[name] for name in plan.outputs})
+        carried = {i: outputs[o] for o, i in feedback}
+    return results
 
 
-def _chunk_slices(n_chunks: int, chunk: int, stride: int) -> list[slice]:
-    per = chunk // stride
-    return [slice(i * per, (i + 1) * per) for i in range(n_chunks)]
+# ---------------------------------------------------------------- per-chunk comparison
+def chunk_references(run: Callable[[np.ndarray], Outputs], clip: np.ndarray, chunk: int, plan: StreamingPlan) -> list[Outputs]:
+    """What the offline model says each chunk must give: y on the chunk's frames, the states after its prefix."""
+    full = run(clip)
+    per = chunk // plan.total_stride
+    references = []
+    for i in range(clip.shape[-1] // chunk):
+        reference = {OUTPUT_NAME: full[OUTPUT_NAME][..., i * per : (i + 1) * per]}
+        if plan.recurrent:
+            prefix = run(clip[:, : (i + 1) * chunk])
+            reference.update({out: prefix[out] for out, _ in plan.state_pairs})
+        references.append(reference)
+    return references
 
 
-def compare_chunks(offline: list[np.ndarray], streamed: list[list[np.ndarray]], chunk: int, stride: int) -> tuple[list[float], list[int]]:
-    """Per chunk: largest |difference| and number of differing values, worst over the clips."""
-    n_chunks = len(streamed[0])
-    worst, differing = [0.0] * n_chunks, [0] * n_chunks
-    for full, parts in zip(offline, streamed):
-        for i, (part, where) in enumerate(zip(parts, _chunk_slices(n_chunks, chunk, stride))):
-            reference = full[..., where]
-            if part.shape != reference.shape:
-                worst[i], differing[i] = float("inf"), max(differing[i], reference.size)
-                continue
-            diff = np.abs(part.astype(np.float64) - reference.astype(np.float64))
-            worst[i] = max(worst[i], float(diff.max()))
-            differing[i] = max(differing[i], int((diff > 0).sum()))
-    return worst, differing
+def compare_chunks(references: list[list[Outputs]], streamed: list[list[Outputs]]) -> tuple[list[float], list[int], str]:
+    """Per chunk, worst over clips and tensors: largest |difference| and number of differing values.
+
+    Also names the tensor and chunk of the largest difference.
+    """
+    n_chunks = len(references[0])
+    worst, differing, where, top = [0.0] * n_chunks, [0] * n_chunks, "", 0.0
+    for clip_refs, clip_stream in zip(references, streamed):
+        for i, (reference, got) in enumerate(zip(clip_refs, clip_stream)):
+            for name, expected in reference.items():
+                actual = got[name]
+                if actual.shape != expected.shape:
+                    worst[i], differing[i] = float("inf"), max(differing[i], expected.size)
+                    where = f"{name} in chunk {i} has shape {actual.shape}, offline {expected.shape}"
+                    continue
+                diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
+                worst[i] = max(worst[i], float(diff.max()))
+                differing[i] = max(differing[i], int((diff > 0).sum()))
+                if diff.max() > top:
+                    top, where = float(diff.max()), f"largest in {name}, chunk {i}"
+    return worst, differing, where
+
+
+def _scope(references: list[list[Outputs]]) -> str:
+    names = list(references[0][0])
+    tensors = OUTPUT_NAME if len(names) == 1 else f"{OUTPUT_NAME} and {len(names) - 1} states"
+    return f"{len(references[0])} chunks x {len(references)} clips ({tensors})"
 
 
 def check_torch_vs_onnx(torch_outputs: list[np.ndarray], onnx_outputs: list[np.ndarray]) -> Check:
@@ -83,39 +131,40 @@ def check_torch_vs_onnx(torch_outputs: list[np.ndarray], onnx_outputs: list[np.n
     return Check("PyTorch vs offline ONNX (float)", worst <= FLOAT_TOLERANCE, f"max |diff| {worst:.2e} (limit {FLOAT_TOLERANCE:g})")
 
 
-def check_float_streaming(offline: list[np.ndarray], streamed: list[list[np.ndarray]], chunk: int, stride: int) -> Check:
-    worst, _ = compare_chunks(offline, streamed, chunk, stride)
+def check_float_streaming(references: list[list[Outputs]], streamed: list[list[Outputs]]) -> Check:
+    worst, _, where = compare_chunks(references, streamed)
     top = max(worst)
     return Check(
         "ONNX Runtime streaming vs offline (float)",
         top <= FLOAT_TOLERANCE,
-        f"{len(worst)} chunks x {len(offline)} clips, max |diff| {top:.2e} (limit {FLOAT_TOLERANCE:g})",
+        f"{_scope(references)}, max |diff| {top:.2e} (limit {FLOAT_TOLERANCE:g})" + (f", {where}" if top > FLOAT_TOLERANCE else ""),
         worst,
     )
 
 
-def check_quantized_streaming(offline: list[np.ndarray], streamed: list[list[np.ndarray]], chunk: int, stride: int, bits: int) -> Check:
-    worst, differing = compare_chunks(offline, streamed, chunk, stride)
+def check_quantized_streaming(references: list[list[Outputs]], streamed: list[list[Outputs]], bits: int) -> Check:
+    worst, differing, where = compare_chunks(references, streamed)
     total = sum(differing)
     return Check(
         "quantized streaming vs offline (host simulation)",
         total == 0,
-        f"{len(worst)} chunks x {len(offline)} clips, {total} differing int{bits} values, max |diff| {max(worst):g} LSB",
+        f"{_scope(references)}, {total} differing int{bits} values, max |diff| {max(worst):g} LSB" + (f", {where}" if total else ""),
         worst,
     )
 
 
-def check_offline_test_values(test_outputs: dict, simulated: dict[str, np.ndarray]) -> Check:
-    """The offline file's embedded test outputs ([1, frames, C] in ESP-DL layout) equal the host simulation."""
+# ---------------------------------------------------------------- the written files
+def check_offline_test_values(test_outputs: dict, simulated: Outputs) -> Check:
+    """The offline file's embedded test outputs (ESP-DL layout) equal the host simulation."""
     problems = []
     for name, expected in simulated.items():
         stored = test_outputs.get(name)
         if stored is None:
             problems.append(f"no test output '{name}' in the file")
-            continue
-        if stored.values.shape != expected.shape or (stored.values != expected).any():
+        elif stored.values.shape != expected.shape or (stored.values != expected).any():
             problems.append(f"test output '{name}' differs from the host simulation")
-    return Check("offline .espdl test values", not problems, "; ".join(problems) or "embedded test output equals the host simulation")
+    return Check("offline .espdl test values", not problems,
+                 "; ".join(problems) or f"{len(simulated)} embedded test outputs equal the host simulation")
 
 
 def check_streaming_structure(espdl, plan: StreamingPlan, chunk: int, n_mels: int) -> Check:
@@ -160,12 +209,6 @@ def check_streaming_structure(espdl, plan: StreamingPlan, chunk: int, n_mels: in
     )
 
 
-FLOAT_DTYPES = {1: "float32", 10: "float16", 11: "float64"}  # ONNX TensorProto codes
-
-
-QUANTIZE_OPS = {"QuantizeLinear", "DequantizeLinear", "RequantizeLinear"}
-
-
 def check_integer_parameters(files: dict) -> Check:
     """Every weight in the written files is an integer; only (re)quantize nodes may take a float scale."""
     problems = [
@@ -180,7 +223,30 @@ def check_integer_parameters(files: dict) -> Check:
                  or f"{count} parameters, weights all integer")
 
 
+def check_state_contract(files: dict, plan: StreamingPlan) -> Check:
+    """The firmware copies each state output into its input byte for byte: same shape, type and exponent.
+
+    An LSTM cell state must be int16 (ESP-DL's LSTM asserts it).
+    """
+    problems = []
+    for label, espdl in files.items():
+        for state_out, state_in in plan.state_pairs:
+            out, inp = espdl.outputs.get(state_out), espdl.inputs.get(state_in)
+            if out is None or inp is None:
+                problems.append(f"{label}: '{state_out}' or '{state_in}' is not a graph output/input")
+                continue
+            if (out.dims, out.dtype, out.exponent) != (inp.dims, inp.dtype, inp.exponent):
+                problems.append(
+                    f"{label}: {state_out} {out.dims} type {out.dtype} exponent {out.exponent} != "
+                    f"{state_in} {inp.dims} type {inp.dtype} exponent {inp.exponent}"
+                )
+            if state_out in plan.cell_states and out.dtype != INT16:
+                problems.append(f"{label}: LSTM cell state '{state_out}' is type {out.dtype}, ESP-DL needs int16")
+    return Check("recurrent state copy-back contract", not problems,
+                 "; ".join(problems) or f"{len(plan.state_pairs)} state pairs, in and out alike in both files")
+
+
 def snr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
     noise = float(np.sum((reference.astype(np.float64) - approximation) ** 2))
     signal = float(np.sum(reference.astype(np.float64) ** 2))
-    return float("inf") if noise == 0 else 10 * np.log10(signal / noise)
+    return float("inf") if noise == 0 else round(10 * np.log10(signal / noise), 2)

@@ -1,6 +1,7 @@
 """The exporter end to end: equivalence on both chips and widths, and a negative test per guard."""
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from espdl_stream.export import onnx_graph, ppq, verify
-from espdl_stream.export.errors import ExportError
+from espdl_stream.export.errors import ExportError, UnstreamableModel
 from espdl_stream.export.pipeline import ExportConfig, export_streaming
 from espdl_stream.export.vectors import read_vectors
 from espdl_stream.models import CausalTCN, TCNConfig, build_model
@@ -24,25 +25,57 @@ def _export(features, out, model=None, **overrides):
                             features[config.calib_steps : config.calib_steps + config.verify_clips], config, out)
 
 
+@pytest.mark.parametrize("model", ["tcn", "lstm", "gru"])
 @pytest.mark.parametrize("target", ["esp32s3", "esp32p4"])
 @pytest.mark.parametrize("bits", [8, 16])
-def test_streaming_equals_offline_every_chunk(features, tmp_path, target, bits):
-    result = _export(features, tmp_path, target=target, bits=bits, chunk=4 if bits == 16 else 8, calib_steps=32)
+def test_streaming_equals_offline_every_chunk(features, tmp_path, model, target, bits):
+    chunk = 4 if bits == 16 else 8
+    result = _export(features, tmp_path, model=build_model(model), target=target, bits=bits, chunk=chunk, calib_steps=32)
     checks = {c.name: c for c in result.checks}
     assert result.passed, [c.detail for c in result.checks if not c.passed]
-    quantized = checks["quantized streaming vs offline (host simulation)"]
-    assert quantized.per_chunk == [0.0] * (96 // (4 if bits == 16 else 8))
+    assert checks["quantized streaming vs offline (host simulation)"].per_chunk == [0.0] * (96 // chunk)
     assert max(checks["ONNX Runtime streaming vs offline (float)"].per_chunk) <= 1e-5
-    # the firmware's view: streaming vectors, chunk by chunk, equal the offline file's own test output
+    # the firmware's view: streaming vectors, chunk by chunk, equal the offline file's own test values
     vectors = {t.name: t for t in read_vectors((tmp_path / "streaming_vectors.bin").read_bytes())}
     offline = ppq.read_espdl(tmp_path / "model.espdl")
     assert np.array_equal(np.concatenate(vectors["y"].chunks, axis=1), offline.test_outputs["y"].values)
     assert np.array_equal(np.concatenate(vectors["x"].chunks, axis=1), offline.test_inputs["x"].values)
     assert vectors["y"].exponent == offline.test_outputs["y"].exponent
+    state_pairs = result.report["state_pairs"]
+    for state_out, _ in state_pairs:  # after the last chunk, the states are the offline model's final states
+        assert np.array_equal(vectors[state_out].chunks[-1], offline.test_outputs[state_out].values)
     streaming = ppq.read_espdl(tmp_path / "streaming_model.espdl")
-    assert streaming.metadata["chunk_frames"] == str(result.report["config"]["chunk"])
+    assert streaming.metadata["chunk_frames"] == str(chunk)
+    assert json.loads(streaming.metadata["state_pairs"]) == state_pairs
+    assert len(state_pairs) == {"tcn": 0, "lstm": 6, "gru": 3}[model]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "esp-ppq.log", "model.espdl", "report.json", "streaming_model.espdl", "streaming_vectors.bin"]
+
+
+def test_state_contract_refuses_states_that_cannot_be_copied_back(features, tmp_path):
+    result = _export(features, tmp_path, model=build_model("lstm"))
+    assert result.passed
+    files = {name: ppq.read_espdl(tmp_path / name) for name in ("model.espdl", "streaming_model.espdl")}
+    plan = onnx_graph.find_cache_sites(onnx_graph.model_to_onnx(build_model("lstm"), 40, 96))
+    assert verify.check_state_contract(files, plan).passed
+    files["streaming_model.espdl"].outputs["h1_out"].exponent += 1
+    files["model.espdl"].outputs["c0_out"].dtype = 3  # int8
+    check = verify.check_state_contract(files, plan)
+    assert not check.passed
+    assert "h1_out [1, 1, 64] type 3 exponent" in check.detail and "LSTM cell state 'c0_out' is type 3" in check.detail
+
+
+def test_lstm_chunk_must_be_a_multiple_of_its_subsampling(features, tmp_path):
+    with pytest.raises(UnstreamableModel, match="not a multiple of the model's total time stride 4"):
+        _export(features, tmp_path, model=build_model("lstm"), chunk=6, frames=96)
+
+
+def test_esp32p4_int16_simulates_recurrences_as_esp_dl_does():
+    from esp_ppq.executor.base import OPERATION_FORWARD_TABLE
+    from esp_ppq.executor.op.torch.espdl import GRU_quant_forward, LSTM_quant_forward
+
+    table = OPERATION_FORWARD_TABLE[ppq.platform_for("esp32p4", 16)]
+    assert table["LSTM"] is LSTM_quant_forward and table["GRU"] is GRU_quant_forward
 
 
 def test_a_users_strided_model_exports(features, tmp_path):
@@ -53,14 +86,21 @@ def test_a_users_strided_model_exports(features, tmp_path):
 
 @pytest.fixture(scope="module")
 def quantized_tcn(features):
-    proto = onnx_graph.export_onnx(build_model("tcn"), 40, 96)
+    proto = onnx_graph.model_to_onnx(build_model("tcn"), 40, 96)
     plan = onnx_graph.find_cache_sites(proto)
-    calib = [torch.from_numpy(c[None]) for c in features[:8]]
-    return ppq.quantize(proto, calib, "esp32s3", 8, io.StringIO()), plan
+    return ppq.quantize(proto, _calibration(features[:8]), "esp32s3", 8, io.StringIO()), plan
+
+
+def _calibration(clips):
+    return [{"x": torch.from_numpy(c[None])} for c in clips]
+
+
+def _chunks(clip, chunk):
+    return [torch.from_numpy(np.ascontiguousarray(clip[None, :, i : i + chunk])) for i in range(0, clip.shape[-1], chunk)]
 
 
 def _streaming_file(q, path, table):
-    ppq.export_espdl(q, path, io.StringIO(), streaming_table=table, streaming_input_shape=[1, 40, 8])
+    ppq.export_espdl(q, path, io.StringIO(), streaming=ppq.StreamingExport(table, [1, 40, 8]))
     return ppq.read_espdl(path)
 
 
@@ -87,7 +127,7 @@ def test_guard_wrong_window_is_detected_in_file_and_simulation(quantized_tcn, tm
         onnx_graph.CacheSite(s.variable, s.consumer, s.window + 1, s.stride, s.channels, s.input_stride) if s == wrong else s
         for s in plan.sites
     )
-    chunks = [torch.from_numpy(np.ascontiguousarray(features[30][None, :, i : i + 8])) for i in range(0, 96, 8)]
+    chunks = _chunks(features[30], 8)
     with pytest.raises(RuntimeError, match="Op Execution Error: /blocks/blocks.3/Add"):
         ppq.simulate_streaming(q, sites, chunks)
 
@@ -119,10 +159,10 @@ def test_guard_errors_esp_ppq_only_logs_are_raised(features):
         def forward(self, x):
             return self.conv(x).mean(dim=2, keepdim=True)
 
-    proto = onnx_graph.export_onnx(MeanOverTime().eval(), 40, 96)  # find_cache_sites would refuse it
-    q = ppq.quantize(proto, [torch.from_numpy(c[None]) for c in features[:4]], "esp32s3", 8, io.StringIO())
+    proto = onnx_graph.model_to_onnx(MeanOverTime().eval(), 40, 96)  # find_cache_sites would refuse it
+    q = ppq.quantize(proto, _calibration(features[:4]), "esp32s3", 8, io.StringIO())
     with pytest.raises(ExportError, match="operates along the frame axis"):
-        ppq.export_espdl(q, Path(os.devnull), io.StringIO(), streaming_table={}, streaming_input_shape=[1, 40, 8])
+        ppq.export_espdl(q, Path(os.devnull), io.StringIO(), streaming=ppq.StreamingExport({}, [1, 40, 8]))
 
 
 def test_failed_verification_leaves_previous_artifacts(features, tmp_path, monkeypatch):
@@ -153,7 +193,7 @@ def test_crash_midway_leaves_no_partial_files(features, tmp_path, monkeypatch):
     real = ppq.export_espdl
 
     def crash_on_streaming(q, path, log, **kwargs):
-        if "streaming_table" in kwargs:
+        if kwargs.get("streaming"):
             path.write_bytes(b"half a file")
             raise ExportError("simulated crash")
         return real(q, path, log, **kwargs)
@@ -180,20 +220,18 @@ def test_same_inputs_same_bytes_whatever_the_hash_seed(tmp_path):
 
 def test_16_bit_needs_esp_ppqs_float64_simulation(features):
     """esp-ppq's default int16 simulation rounds in float32: a chunk and the whole clip then differ by one LSB."""
-    proto = onnx_graph.export_onnx(build_model("tcn"), 40, 96)
+    proto = onnx_graph.model_to_onnx(build_model("tcn"), 40, 96)
     plan = onnx_graph.find_cache_sites(proto)
-    calib = [torch.from_numpy(c[None]) for c in features[:8]]
     clip = features[35]
-    chunks = [torch.from_numpy(np.ascontiguousarray(clip[None, :, i : i + 4])) for i in range(0, 96, 4)]
 
     def differing(platform_override):
-        q = ppq.quantize(proto, calib, "esp32p4", 16, io.StringIO())
+        q = ppq.quantize(proto, _calibration(features[:8]), "esp32p4", 16, io.StringIO())
         if platform_override is not None:
             q = ppq.Quantized(q.graph, platform_override, q.target, q.bits)
             for op in q.graph.operations.values():
                 op.platform = platform_override
-        offline = ppq.simulate_offline(q, torch.from_numpy(clip[None]))["y"]
-        streamed = np.concatenate([r["y"] for r in ppq.simulate_streaming(q, plan.sites, chunks)], axis=2)
+        offline = ppq.simulate_offline(q, {"x": torch.from_numpy(clip[None])})["y"]
+        streamed = np.concatenate([r["y"] for r in ppq.simulate_streaming(q, plan.sites, _chunks(clip, 4))], axis=2)
         return int((offline != streamed).sum())
 
     assert differing(None) == 0  # what the pipeline uses
