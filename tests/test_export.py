@@ -206,12 +206,13 @@ def test_crash_midway_leaves_no_partial_files(features, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging folder left behind
 
 
-def test_same_inputs_same_bytes_whatever_the_hash_seed(tmp_path):
+@pytest.mark.parametrize("model", ["tcn", "lstm"])
+def test_same_inputs_same_bytes_whatever_the_hash_seed(tmp_path, model):
     outputs = []
     for seed in ("1", "2"):
         out = tmp_path / seed
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        subprocess.run([sys.executable, "-m", "espdl_stream.export.cli", "--out", str(out), "--quiet",
+        subprocess.run([sys.executable, "-m", "espdl_stream.export.cli", "--model", model, "--out", str(out), "--quiet",
                         "--calib-steps", "8"], check=True, env=env, capture_output=True)
         outputs.append(out)
     for name in ("model.espdl", "streaming_model.espdl", "streaming_vectors.bin"):
