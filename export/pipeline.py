@@ -26,13 +26,16 @@ from ..models import streaming_rules
 from . import onnx_graph, ppq, verify
 from .artifacts import staged_output
 from .errors import ExportError, UnstreamableModel
-from .vectors import ROLE_INPUT, ROLE_OUTPUT, VectorTensor, write_vectors
+from .vectors import ROLE_INPUT, ROLE_OUTPUT, VectorFile, VectorTensor, write_vectors
 
 TARGETS = ("esp32s3", "esp32p4")
 BITS = (8, 16)
 OFFLINE_FILE, STREAMING_FILE = "model.espdl", "streaming_model.espdl"
 VECTORS_FILE, REPORT_FILE, PPQ_LOG_FILE = "streaming_vectors.bin", "report.json", "esp-ppq.log"
 FAILED_REPORT_FILE = "report.failed.json"
+# How far the chip may be from the host's integers: ESP-DL's own model->test() wants int8 exact and
+# int16 within one step (its int16 kernels may round one LSB apart from the simulation).
+DEVICE_TOLERANCE_LSB = {8: 0, 16: 1}
 
 
 @dataclass(frozen=True)
@@ -233,7 +236,8 @@ def export_streaming(
                                     [_espdl_layout(x_name, ppq.to_int(graph, x_name, c)) for c in test_chunks])]
             vectors += [VectorTensor(name, ROLE_OUTPUT, exponents[name], [_espdl_layout(name, r[name]) for r in q_streamed[0]])
                         for name in plan.outputs]
-            (staging / VECTORS_FILE).write_bytes(write_vectors(vectors))
+            tolerance = DEVICE_TOLERANCE_LSB[config.bits]
+            (staging / VECTORS_FILE).write_bytes(write_vectors(VectorFile(vectors, tolerance)))
             (staging / PPQ_LOG_FILE).write_text(log.getvalue())
             report = {
                 "tool": {"espdl_stream": __version__, "esp_ppq": ppq.ESP_PPQ_VERSION, "torch": torch.__version__,
@@ -246,6 +250,7 @@ def export_streaming(
                 "state_pairs": [list(pair) for pair in plan.state_pairs],
                 "pooling_exported_as_conv": list(plan.pooling_rewrites),
                 "exponents": exponents,
+                "device_tolerance_lsb": tolerance,
                 "quantization_snr_db": snr,
                 "esp_ppq_error_report": "not used: its graphwise error is wrong for LSTMs; SNR above is measured "
                                         "against the float ONNX model on the verification clips",

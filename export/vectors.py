@@ -4,7 +4,8 @@ Layout (all integers little-endian):
 
     header   "ESV1"  magic (4 bytes)
              u16     format version (1)
-             u16     reserved (0)
+             u16     tolerance: how many LSB a device output may differ from the expected one
+                     (0 for int8; 1 for int16, whose kernels may round one step apart on the chip)
              u32     number of chunks
              u32     number of tensors
     tensors  per tensor, in the order their data follows:
@@ -39,6 +40,12 @@ class VectorFormatError(ValueError):
 
 
 @dataclass
+class VectorFile:
+    tensors: list["VectorTensor"]
+    tolerance: int = 0
+
+
+@dataclass
 class VectorTensor:
     name: str
     role: int
@@ -46,9 +53,10 @@ class VectorTensor:
     chunks: list[np.ndarray]  # one integer array per chunk, all of one shape and dtype
 
 
-def write_vectors(tensors: list[VectorTensor]) -> bytes:
+def write_vectors(vectors: VectorFile) -> bytes:
+    tensors = vectors.tensors
     n_chunks = len(tensors[0].chunks)
-    out = bytearray(MAGIC + struct.pack("<HHII", VERSION, 0, n_chunks, len(tensors)))
+    out = bytearray(MAGIC + struct.pack("<HHII", VERSION, vectors.tolerance, n_chunks, len(tensors)))
     for t in tensors:
         if len(t.chunks) != n_chunks:
             raise VectorFormatError(f"tensor {t.name} has {len(t.chunks)} chunks, expected {n_chunks}")
@@ -64,13 +72,13 @@ def write_vectors(tensors: list[VectorTensor]) -> bytes:
     return bytes(out)
 
 
-def read_vectors(data: bytes) -> list[VectorTensor]:
+def read_vectors(data: bytes) -> VectorFile:
     if len(data) < 20 or data[:4] != MAGIC:
         raise VectorFormatError("not a streaming vector file (bad magic)")
     (crc,) = struct.unpack_from("<I", data, len(data) - 4)
     if zlib.crc32(data[:-4]) != crc:
         raise VectorFormatError("CRC mismatch: the vector file is corrupted or truncated")
-    version, _, n_chunks, n_tensors = struct.unpack_from("<HHII", data, 4)
+    version, tolerance, n_chunks, n_tensors = struct.unpack_from("<HHII", data, 4)
     if version != VERSION:
         raise VectorFormatError(f"vector format version {version}, this reader knows {VERSION}")
     pos, specs = 16, []
@@ -94,4 +102,4 @@ def read_vectors(data: bytes) -> list[VectorTensor]:
             pos += size
     if pos != len(data) - 4:
         raise VectorFormatError(f"{len(data) - 4 - pos} unexplained bytes after the data")
-    return tensors
+    return VectorFile(tensors, tolerance)
