@@ -56,11 +56,17 @@ class EncoderConfig:
 
 
 class EncoderLayer(nn.Module):
-    """LSTM/GRU over time, then a per-frame feed-forward block; both residual. [B, C, T] in and out."""
+    """LSTM/GRU over time and a 1x1 projection, then a per-frame feed-forward block; both residual.
+
+    [B, C, T] in and out. The projection is there for the chip: ESP-DL moves data through a
+    Transpose without rescaling it, so a recurrence's output must reach the residual Add through an
+    op that can requantize to the Add's exponent, not through a Transpose alone.
+    """
 
     def __init__(self, d_model: int, ff_dim: int, rnn: str):
         super().__init__()
         self.rnn = (nn.LSTM if rnn == "lstm" else nn.GRU)(d_model, d_model)
+        self.proj = nn.Conv1d(d_model, d_model, 1)
         self.ff = nn.Sequential(nn.Conv1d(d_model, ff_dim, 1), nn.ReLU(), nn.Conv1d(ff_dim, d_model, 1))
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -71,7 +77,7 @@ class EncoderLayer(nn.Module):
         else:
             out, h = self.rnn(sequence, state[0])
             new_state = (h,)
-        x = x + out.permute(1, 2, 0)
+        x = x + self.proj(out.permute(1, 2, 0))
         return x + self.ff(x), new_state
 
 
