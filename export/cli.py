@@ -10,8 +10,11 @@ import numpy as np
 
 from ..calibration import DataError, FbankConfig, load_features, require_clips, synthetic_features
 from ..models import MODEL_NAMES, build_model
+from . import verify
 from .errors import ExportError
 from .pipeline import BITS, TARGETS, ExportConfig, ExportResult, export_streaming
+from .ppq import read_espdl
+from .vectors import VectorFormatError, read_vectors
 
 EXIT_FAILED_CHECK, EXIT_USAGE = 1, 2
 VERIFICATION_SEED_OFFSET = 10_000  # verification clips never repeat calibration clips
@@ -29,6 +32,7 @@ def parser() -> argparse.ArgumentParser:
         description="Quantize a streaming audio model with ESP-PPQ for ESP-DL, offline and streaming from one "
         "calibration, prove the streaming model equals the offline one (float and integer, every chunk), and write "
         ".espdl files, per-chunk test vectors and a report.",
+        epilog="`export-espdl verify --help`: check any pair of offline and streaming .espdl files in the ESP-DL emulator.",
     )
     p.add_argument("--model", choices=MODEL_NAMES, default="tcn", help="shipped model to export (default: tcn)")
     p.add_argument("--target", choices=TARGETS, default=defaults.target, help="chip (default: %(default)s)")
@@ -59,21 +63,65 @@ def _features(args, config: ExportConfig, frontend: FbankConfig) -> tuple[np.nda
     return clips[: config.calib_steps], verification, str(args.calib)
 
 
+def check_lines(checks: list[verify.Check]) -> list[str]:
+    width = max(len(c.name) for c in checks)
+    lines = [f"{'check'.ljust(width)}  result  detail"]
+    return lines + [f"{c.name.ljust(width)}  {'PASS' if c.passed else 'FAIL'}    {c.detail}" for c in checks]
+
+
 def verdict_table(result: ExportResult) -> str:
     r = result.report
-    width = max(len(c.name) for c in result.checks)
     lines = [
         f"{r['model']['name']} -> {r['config']['target']} int{r['config']['bits']}, chunk {r['config']['chunk']} "
         f"frames, offline {r['config']['frames']} frames, quantization SNR {r['quantization_snr_db']['y']:.1f} dB",
-        f"{'check'.ljust(width)}  result  detail",
+        *check_lines(result.checks),
     ]
-    lines += [f"{c.name.ljust(width)}  {'PASS' if c.passed else 'FAIL'}    {c.detail}" for c in result.checks]
     where = result.out_dir if result.passed else f"{result.out_dir} (unchanged; see report.failed.json)"
     lines.append(f"{'ALL PASS' if result.passed else 'FAILED'}: artifacts in {where}, {r['timings_s']['total']:.1f} s")
     return "\n".join(lines)
 
 
+def verify_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="export-espdl verify",
+        description="Run a pair of .espdl files in the ESP-DL emulator: the offline file on its own embedded test "
+        "input against its embedded test output, and the streaming file chunk by chunk on that input (state outputs "
+        "copied back to their inputs) against the offline file on the same prefix and, when given, the per-chunk "
+        "vectors. Exit 0 only if everything matches.",
+    )
+    p.add_argument("--offline", type=Path, required=True, help="offline model.espdl (with embedded test values)")
+    p.add_argument("--streaming", type=Path, required=True, help="streaming_model.espdl")
+    p.add_argument("--target", choices=TARGETS, help="chip whose rounding to emulate (default: from the metadata)")
+    p.add_argument("--vectors", type=Path, help="streaming_vectors.bin to compare every chunk with")
+    return p
+
+
+def verify_main(argv: list[str]) -> int:
+    args = verify_parser().parse_args(argv)
+    try:
+        for path in (args.offline, args.streaming, args.vectors):
+            if path is not None and not path.is_file():
+                raise ExportError(f"{path}: no such file")
+        target = args.target or read_espdl(args.streaming).metadata.get("target")
+        if target not in TARGETS:
+            raise ExportError("the streaming file does not name its target: give --target esp32s3 or esp32p4")
+        vectors = read_vectors(args.vectors.read_bytes()) if args.vectors else None
+        checks = [verify.emulate_test_values(args.offline, target)]
+        checks += verify.emulate_streaming(args.offline, args.streaming, target, vectors)
+    except (ExportError, VectorFormatError, ValueError) as e:
+        print(f"export-espdl verify: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    passed = all(c.passed for c in checks)
+    print(f"{args.streaming} against {args.offline}, emulating {target}")
+    print("\n".join(check_lines(checks)))
+    print("ALL PASS" if passed else "FAILED")
+    return 0 if passed else EXIT_FAILED_CHECK
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["verify"]:
+        return verify_main(argv[1:])
     args = parser().parse_args(argv)
     config = ExportConfig(target=args.target, bits=args.bits, chunk=args.chunk, frames=args.frames,
                           calib_steps=args.calib_steps, seed=args.seed)

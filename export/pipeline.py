@@ -26,7 +26,7 @@ from ..models import streaming_rules
 from . import onnx_graph, ppq, verify
 from .artifacts import staged_output
 from .errors import ExportError, UnstreamableModel
-from .vectors import ROLE_INPUT, ROLE_OUTPUT, VectorFile, VectorTensor, write_vectors
+from .vectors import ROLE_INPUT, ROLE_OUTPUT, VectorFile, VectorTensor, read_vectors, write_vectors
 
 TARGETS = ("esp32s3", "esp32p4")
 BITS = (8, 16)
@@ -146,7 +146,7 @@ def export_streaming(
     n_mels = calibration.shape[1]
     if calibration.shape[2] != config.frames or verification.shape[2] != config.frames:
         raise ExportError(f"calibration and verification clips must have {config.frames} frames")
-    progress = Progress(6, echo)
+    progress = Progress(8, echo)
     checks: list[verify.Check] = []
     started = time.perf_counter()
     x_name, y_name = onnx_graph.INPUT_NAME, onnx_graph.OUTPUT_NAME
@@ -188,6 +188,7 @@ def export_streaming(
     metadata = {
         "espdl_stream.version": __version__,
         "model": model_name,
+        "target": config.target,
         "chunk_frames": str(config.chunk),
         "offline_frames": str(config.frames),
         "frame_axis": str(ppq.ESPDL_FRAME_AXIS),
@@ -227,7 +228,7 @@ def export_streaming(
             snr = {name: verify.snr_db(np.concatenate([f[name] for f in float_full]), np.concatenate([d[name] for d in dequantized]))
                    for name in plan.outputs}
 
-        with progress.stage("writing test vectors and report"):
+        with progress.stage("writing test vectors"):
             graph = quantized.graph
             exponents = {name: ppq.exponent_of(ppq.input_config(graph, name)) for name in (x_name, *plan.state_inputs)}
             exponents.update({name: ppq.exponent_of(ppq.output_config(graph, name)) for name in plan.outputs})
@@ -239,6 +240,13 @@ def export_streaming(
             tolerance = DEVICE_TOLERANCE_LSB[config.bits]
             (staging / VECTORS_FILE).write_bytes(write_vectors(VectorFile(vectors, tolerance)))
             (staging / PPQ_LOG_FILE).write_text(log.getvalue())
+
+        with progress.stage("final check: the written bytes in the ESP-DL emulator"):
+            checks.append(verify.emulate_test_values(staging / OFFLINE_FILE, config.target))
+            checks.extend(verify.emulate_streaming(staging / OFFLINE_FILE, staging / STREAMING_FILE, config.target,
+                                                   read_vectors((staging / VECTORS_FILE).read_bytes())))
+
+        with progress.stage("writing the report"):
             report = {
                 "tool": {"espdl_stream": __version__, "esp_ppq": ppq.ESP_PPQ_VERSION, "torch": torch.__version__,
                          "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},

@@ -42,7 +42,8 @@ with contextlib.redirect_stdout(io.StringIO()):  # esp-ppq prints a banner on im
     from esp_ppq.log import logger as ppq_logger
     from esp_ppq.parser.espdl import helper as espdl_helper
     from esp_ppq.parser.espdl.espdl_streaming import StreamingTable
-    from esp_ppq.parser.espdl.espdl_typedef import ExporterPatternInfo
+    from esp_ppq.parser.espdl.espdl_typedef import EspQuantType, ExporterPatternInfo
+    from esp_ppq.parser.espdl.export_patterns import ResetParamLayoutPattern
     from esp_ppq.parser.espdl.FlatBuffers.Dl.Model import ModelT
     from esp_ppq.quantization.qfunction.linear import PPQLinearQuant_toInt
 
@@ -337,14 +338,25 @@ def simulate_streaming(
         _SIM_CACHES.clear()
 
 
+def pack_conv_weight(weight: np.ndarray, bits: int, group: int) -> tuple[np.ndarray, str]:
+    """esp-ppq's own packing of a Conv weight [out, in/group, kernel...] for ESP32-S3/P4: (values, layout)."""
+    packed, layout = ResetParamLayoutPattern().reset_conv_filter_layout(
+        torch.from_numpy(np.ascontiguousarray(weight)), EspQuantType.S8 if bits == 8 else EspQuantType.S16, group,
+        platform_for("esp32p4", bits),
+    )
+    return packed.numpy(), str(getattr(layout, "value", layout))
+
+
 # ---------------------------------------------------------------- reading .espdl files
 @dataclass
 class EspdlTensor:
     name: str
     dims: list[int]
-    exponent: int
+    exponent: int  # the first; per-channel weights have one per output channel in `exponents`
     dtype: int  # ONNX TensorProto data type code
     values: np.ndarray | None = None
+    exponents: list[int] = field(default_factory=list)
+    layout: str = ""  # how the exporter packed a parameter, e.g. "(N/16)WC16"
 
 
 @dataclass
@@ -409,8 +421,9 @@ def _tensor_with_values(t) -> EspdlTensor:
     dtype = onnx.helper.tensor_dtype_to_np_dtype(t.dataType)  # esp-ppq uses ONNX's type codes
     count = int(np.prod(dims)) if dims else 1
     values = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"), count=count).reshape(dims)  # 16-byte padding trimmed
-    exps = [] if t.exponents is None else list(t.exponents)
-    return EspdlTensor(_s(t.name), dims, int(exps[0]) if exps else 0, t.dataType, values)
+    exps = [] if t.exponents is None else [int(e) for e in t.exponents]
+    layout = _s(t.docString).replace("layout ==> ", "")
+    return EspdlTensor(_s(t.name), dims, exps[0] if exps else 0, t.dataType, values, exps, layout)
 
 
 def read_espdl(path: Path) -> EspdlFile:

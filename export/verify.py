@@ -250,3 +250,133 @@ def snr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
     noise = float(np.sum((reference.astype(np.float64) - approximation) ** 2))
     signal = float(np.sum(reference.astype(np.float64) ** 2))
     return float("inf") if noise == 0 else round(10 * np.log10(signal / noise), 2)
+
+
+# ---------------------------------------------------------------- the exact bytes, in the emulator
+def _state_pairs_of(streaming) -> list[tuple[str, str]]:
+    """Copy-back pairs from the file's metadata, else by name: every 'X_out' output with an 'X_in' input."""
+    import json
+
+    if "state_pairs" in streaming.metadata:
+        return [tuple(pair) for pair in json.loads(streaming.metadata["state_pairs"])]
+    return [(o, o[: -len("_out")] + "_in") for o in streaming.outputs if o.endswith("_out") and o[: -len("_out")] + "_in" in streaming.inputs]
+
+
+def _time_axis(streamed: np.ndarray, offline: np.ndarray) -> int | None:
+    differing = [a for a in range(streamed.ndim) if streamed.shape[a] != offline.shape[a]]
+    return differing[0] if len(differing) == 1 else None
+
+
+def _first_diverging_node(streaming, streamed: Outputs, offline: Outputs) -> str:
+    """The first node of the streaming file whose output differs from the offline run's on the same frames."""
+    for node in streaming.nodes:
+        for name in node.outputs:
+            if name not in streamed or name not in offline:
+                continue
+            got, want = streamed[name], offline[name]
+            if got.shape != want.shape:
+                axis = _time_axis(got, want)
+                if axis is None:
+                    continue
+                want = np.take(want, range(want.shape[axis] - got.shape[axis], want.shape[axis]), axis=axis)
+            if not np.array_equal(got, want):
+                return f"{node.op_type} '{node.name}'"
+    return "no single node (the difference is carried in from an earlier chunk)"
+
+
+def _recurrent(espdl) -> bool:
+    return any(n.op_type in ("LSTM", "GRU") for n in espdl.nodes)
+
+
+RECURRENT_NOTE = ("recurrence: reported, not judged (ESP-DL computes gates and the int16 cell state in float32 "
+                  "from expf tables; a one-step rounding difference there moves the hidden state by up to "
+                  "2^(gate exponent - hidden exponent) steps, and no host value is the chip's own libm)")
+
+
+def emulate_streaming(offline_path, streaming_path, target: str, vectors=None) -> list[Check]:
+    """Run the written files as ESP-DL would: the streaming file chunk by chunk on the offline file's own
+    test input, each chunk against the offline file on the same prefix (and the vectors, when given)."""
+    import time
+
+    from .emulator import Emulator, EmulatorError
+    from .ppq import read_espdl
+
+    offline, streaming = read_espdl(offline_path), read_espdl(streaming_path)
+    if INPUT_NAME not in offline.test_inputs:
+        raise ValueError(f"{offline_path}: no embedded test input '{INPUT_NAME}' to stream")
+    pairs = _state_pairs_of(streaming)
+    x = offline.test_inputs[INPUT_NAME].values  # [1, frames, channels]
+    chunk = streaming.inputs[INPUT_NAME].dims[1]
+    if x.shape[1] % chunk:
+        raise ValueError(f"the test input's {x.shape[1]} frames are not a whole number of {chunk}-frame chunks")
+    zeros = {name: np.zeros(t.dims, dtype=np.int8 if t.dtype == 3 else np.int16)
+             for name, t in offline.inputs.items() if name != INPUT_NAME}
+    offline_emu, streaming_emu = Emulator(offline, target), Emulator(streaming, target)
+    states = {i: np.zeros(streaming.inputs[i].dims, dtype=np.int8 if streaming.inputs[i].dtype == 3 else np.int16)
+              for _, i in pairs}
+    expected = {t.name: t for t in vectors.tensors} if vectors is not None else {}
+    worst, vector_worst, where, elapsed = [], [], "", 0.0
+    n_chunks = x.shape[1] // chunk
+    for k in range(n_chunks):
+        start = time.perf_counter()
+        try:
+            streamed = streaming_emu.run({INPUT_NAME: x[:, k * chunk : (k + 1) * chunk], **states}, keep_all=True)
+        except EmulatorError as e:
+            return [Check("emulated .espdl streaming vs offline (exact bytes)", False, f"chunk {k}: {e}", worst)]
+        elapsed += time.perf_counter() - start
+        reference = offline_emu.run({INPUT_NAME: x[:, : (k + 1) * chunk], **zeros}, keep_all=True)
+        chunk_worst = 0
+        for name in streaming.outputs:
+            got, want = streamed[name], reference[name]
+            if got.shape != want.shape:
+                axis = _time_axis(got, want)
+                want = np.take(want, range(want.shape[axis] - got.shape[axis], want.shape[axis]), axis=axis)
+            diff = int(np.abs(got.astype(np.int64) - want.astype(np.int64)).max())
+            if diff and not where:
+                where = f"chunk {k}, output '{name}': first diverging node {_first_diverging_node(streaming, streamed, reference)}"
+            chunk_worst = max(chunk_worst, diff)
+        worst.append(float(chunk_worst))
+        if expected:
+            vector_worst.append(float(max(int(np.abs(streamed[n].astype(np.int64) - t.chunks[k].astype(np.int64)).max())
+                                          for n, t in expected.items() if t.role == 1)))
+        states = {i: streamed[o] for o, i in pairs}
+    top = max(worst)
+    checks = [Check(
+        "emulated .espdl streaming vs offline (exact bytes)", top == 0,
+        (f"{n_chunks} chunks ({len(streaming.outputs)} outputs), every value equal; "
+         f"{n_chunks / elapsed:.0f} chunks/s in the emulator") if top == 0 else f"max |diff| {top:g} LSB at {where}",
+        worst,
+    )]
+    if expected:
+        tolerance = vectors.tolerance
+        detail = f"{n_chunks} chunks, max |diff| {max(vector_worst):g} LSB (device tolerance {tolerance})"
+        judged = not _recurrent(streaming)
+        checks.append(Check(
+            "emulated streaming vs the per-chunk vectors", max(vector_worst) <= tolerance or not judged,
+            detail if judged else f"{detail}; {RECURRENT_NOTE}", vector_worst,
+        ))
+    return checks
+
+
+def emulate_test_values(offline_path, target: str) -> Check:
+    """The offline file's own test input through the emulator, against its embedded test output.
+
+    int8 must be exact, int16 within one LSB (ESP-DL's own test allows that). Recurrences are
+    reported, not judged: their gates and int16 cell state are float arithmetic on the chip (expf
+    tables in float32) and in esp-ppq (float64); one rounding step apart in the cell moves the hidden
+    state by up to 2^(gate exponent - hidden exponent) steps, and no host value is the chip's libm.
+    """
+    from .emulator import Emulator
+    from .ppq import read_espdl
+
+    offline = read_espdl(offline_path)
+    out = Emulator(offline, target).run({n: t.values for n, t in offline.test_inputs.items()})
+    diffs = {n: int(np.abs(out[n].astype(np.int64) - t.values.astype(np.int64)).max()) for n, t in offline.test_outputs.items()}
+    top = max(diffs.values())
+    worst = max(diffs, key=diffs.get)
+    detail = f"{len(diffs)} test outputs, max |diff| {top} LSB" + (f" (in {worst})" if top else "")
+    name = "emulated .espdl vs its embedded test values"
+    if _recurrent(offline):
+        return Check(name, True, f"{detail}; {RECURRENT_NOTE}")
+    limit = 0 if offline.inputs[INPUT_NAME].dtype == 3 else 1
+    return Check(name, top <= limit, f"{detail} (limit {limit})")

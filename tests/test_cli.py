@@ -56,8 +56,40 @@ def test_user_calibration_folder_runs(tmp_path, features, capsys):
 def test_default_run_prints_the_verdict_table(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "out")]) == 0
     captured = capsys.readouterr()
-    assert "ALL PASS" in captured.out and captured.out.count("PASS") >= 7
-    assert "[1/6]" in captured.err and "[6/6]" in captured.err
+    assert "ALL PASS" in captured.out and captured.out.count("PASS") >= 10
+    assert "[1/8]" in captured.err and "[8/8]" in captured.err
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["config"] == {"target": "esp32s3", "bits": 8, "chunk": 8, "frames": 96, "calib_steps": 32,
                                 "verify_clips": 4, "seed": 0}
+
+
+def test_verify_passes_on_our_export_and_names_a_shared_cache(tmp_path, features, capsys):
+    import io
+
+    import torch
+
+    from espdl_stream.export import onnx_graph, ppq
+    from espdl_stream.models import build_model
+
+    out = tmp_path / "out"
+    assert main(["--out", str(out), "--quiet", "--calib-steps", "8"]) == 0
+    capsys.readouterr()
+    files = ["--offline", str(out / "model.espdl"), "--streaming", str(out / "streaming_model.espdl")]
+    assert main(["verify", *files, "--vectors", str(out / "streaming_vectors.bin")]) == 0
+    assert "emulating esp32s3" in capsys.readouterr().out  # the target comes from the file's metadata
+
+    # esp-ppq's plain auto streaming, without the project's per-op table: the residual Add reads a cache
+    proto = onnx_graph.model_to_onnx(build_model("tcn"), 40, 96)
+    q = ppq.quantize(proto, [{"x": torch.from_numpy(c[None])} for c in features[:8]], "esp32s3", 8, io.StringIO())
+    plain = tmp_path / "plain_streaming.espdl"
+    ppq.export_espdl(q, plain, io.StringIO(), streaming=ppq.StreamingExport({}, [1, 40, 8]))
+    assert main(["verify", "--offline", str(out / "model.espdl"), "--streaming", str(plain), "--target", "esp32s3"]) == 1
+    report = capsys.readouterr().out
+    assert "Add node '/blocks/blocks.0/Add' adds tensors of shapes (1, 10, 64) and (1, 8, 64)" in report
+    assert "a shared cache" in report and "FAILED" in report
+
+
+def test_verify_errors_are_one_line(tmp_path, capsys):
+    assert main(["verify", "--offline", str(tmp_path / "none.espdl"), "--streaming", str(tmp_path / "none.espdl")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "none.espdl: no such file" in err and "\n" not in err
