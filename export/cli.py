@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..calibration import DataError, FbankConfig, load_features, require_clips, synthetic_features
-from ..models import MODEL_NAMES, build_model
+from ..calibration import DataError, FbankConfig, calibration_clips, keyword_eval_set, load_features, require_clips
+from ..models import MODEL_NAMES, build_model, training_summary, weights_path
 from . import verify
 from .errors import ExportError
 from .pipeline import BITS, TARGETS, ExportConfig, ExportResult, export_streaming
@@ -17,7 +17,6 @@ from .ppq import read_espdl
 from .vectors import VectorFormatError, read_vectors
 
 EXIT_FAILED_CHECK, EXIT_USAGE = 1, 2
-VERIFICATION_SEED_OFFSET = 10_000  # verification clips never repeat calibration clips
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,7 +42,9 @@ def parser() -> argparse.ArgumentParser:
                    help="offline input length, a whole number of chunks (default: %(default)s)")
     p.add_argument("--calib", type=Path, metavar="PATH",
                    help="calibration data: a folder of .wav or .npy [n_mels, frames] files, or one .npy/.npz "
-                        "(default: speech-like clips synthesised offline)")
+                        "(default: the shipped set of recorded and synthetic speech, calibration/data/)")
+    p.add_argument("--weights", choices=("trained", "random"), default="trained",
+                   help="the shipped trained weights (models/weights/) or a random initialisation from --seed")
     p.add_argument("--calib-steps", type=int, default=defaults.calib_steps, metavar="N",
                    help="calibration clips (default: %(default)s)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: firmware/main/models/<target>)")
@@ -54,13 +55,15 @@ def parser() -> argparse.ArgumentParser:
 
 def _features(args, config: ExportConfig, frontend: FbankConfig) -> tuple[np.ndarray, np.ndarray, str]:
     if args.calib is None:
-        calibration = synthetic_features(config.calib_steps, config.frames, config.seed, frontend)
-        verification = synthetic_features(config.verify_clips, config.frames, config.seed + VERIFICATION_SEED_OFFSET, frontend)
-        return calibration, verification, "speech-like synthetic clips (calibration/synthetic.py)"
-    clips = require_clips(load_features(args.calib, config.frames, frontend), config.calib_steps, str(args.calib))
+        clips, source = calibration_clips()[..., : config.frames], "shipped recorded and synthetic speech (calibration/data/)"
+        if clips.shape[-1] < config.frames:
+            raise DataError(f"the shipped calibration clips have {clips.shape[-1]} frames: give --calib for --frames {config.frames}")
+    else:
+        clips, source = load_features(args.calib, config.frames, frontend), str(args.calib)
+    clips = require_clips(clips, config.calib_steps, source)
     held_out = clips[config.calib_steps : config.calib_steps + config.verify_clips]
     verification = held_out if len(held_out) else clips[: config.verify_clips]
-    return clips[: config.calib_steps], verification, str(args.calib)
+    return clips[: config.calib_steps], verification, source
 
 
 def check_lines(checks: list[verify.Check]) -> list[str]:
@@ -77,6 +80,12 @@ def verdict_table(result: ExportResult) -> str:
         *check_lines(result.checks),
     ]
     where = result.out_dir if result.passed else f"{result.out_dir} (unchanged; see report.failed.json)"
+    if r.get("accuracy"):
+        a = r["accuracy"]
+        top = a["top1_percent"]
+        lines.insert(1, f"accuracy on {a['clips']} held-out clips: float {top['float']}%, int{r['config']['bits']} offline "
+                        f"{top['quantized_offline']}%, streaming {top['quantized_streaming']}% (cost "
+                        f"{a['quantization_cost_points']:+.2f} points, target {a['quantization_target_points']})")
     lines.append(f"{'ALL PASS' if result.passed else 'FAILED'}: artifacts in {where}, {r['timings_s']['total']:.1f} s")
     return "\n".join(lines)
 
@@ -131,10 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config.validate()
         calibration, verification, source = _features(args, config, frontend)
-        model = build_model(args.model, args.seed)
+        trained = args.weights == "trained" and weights_path(args.model).is_file()
+        model = build_model(args.model, args.seed, trained=trained)
+        weights = {"weights": f"trained: {weights_path(args.model).name}", "training": training_summary(args.model)} \
+            if trained else {"weights": f"random initialisation (seed {args.seed})"}
         result = export_streaming(
             model, calibration, verification, config, out, model_name=args.model, frontend=frontend,
-            notes={"weights": f"random initialisation (seed {args.seed})", "calibration": source}, echo=echo,
+            notes={**weights, "calibration": source}, echo=echo,
+            evaluation=keyword_eval_set() if trained else None,
         )
     except (ExportError, DataError) as e:
         print(f"export-espdl: error: {e}", file=sys.stderr)

@@ -21,8 +21,8 @@ import onnxruntime
 import torch
 
 from .. import __version__
-from ..calibration import FbankConfig
-from ..models import streaming_rules
+from ..calibration import FbankConfig, LabeledClips
+from ..models import clip_decision, streaming_rules
 from . import onnx_graph, ppq, verify
 from .artifacts import staged_output
 from .errors import ExportError, UnstreamableModel
@@ -36,6 +36,9 @@ FAILED_REPORT_FILE = "report.failed.json"
 # How far the chip may be from the host's integers: ESP-DL's own model->test() wants int8 exact and
 # int16 within one step (its int16 kernels may round one LSB apart from the simulation).
 DEVICE_TOLERANCE_LSB = {8: 0, 16: 1}
+# What quantization may cost in accuracy against float (points), and what streaming may cost (nothing).
+ACCURACY_TARGETS = {8: 0.5, 16: 0.1}
+EVAL_BATCH = 120
 
 
 @dataclass(frozen=True)
@@ -132,12 +135,15 @@ def export_streaming(
     frontend: FbankConfig | None = None,
     notes: dict | None = None,
     echo: Callable[[str], None] | None = None,
+    evaluation: LabeledClips | None = None,
 ) -> ExportResult:
     """Export `model` for ESP-DL twice from one calibration and prove streaming equals offline.
 
     calibration, verification: float32 [clips, n_mels, config.frames] features. The offline test
-    values and the streaming vectors come from verification[0]. Artifacts land in `out_dir` only
-    if every check passes; otherwise `out_dir` keeps its previous files and gets report.failed.json.
+    values and the streaming vectors come from verification[0]. With `evaluation` (labelled clips of
+    a classification task) the report gains what quantization and streaming cost in accuracy.
+    Artifacts land in `out_dir` only if every check passes; otherwise `out_dir` keeps its previous
+    files and gets report.failed.json.
     """
     config.validate()
     out_dir = Path(out_dir)
@@ -146,7 +152,7 @@ def export_streaming(
     n_mels = calibration.shape[1]
     if calibration.shape[2] != config.frames or verification.shape[2] != config.frames:
         raise ExportError(f"calibration and verification clips must have {config.frames} frames")
-    progress = Progress(8, echo)
+    progress = Progress(8 + (evaluation is not None), echo)
     checks: list[verify.Check] = []
     started = time.perf_counter()
     x_name, y_name = onnx_graph.INPUT_NAME, onnx_graph.OUTPUT_NAME
@@ -246,6 +252,12 @@ def export_streaming(
             checks.extend(verify.emulate_streaming(staging / OFFLINE_FILE, staging / STREAMING_FILE, config.target,
                                                    read_vectors((staging / VECTORS_FILE).read_bytes())))
 
+        accuracy = None
+        if evaluation is not None:
+            with progress.stage(f"accuracy on {len(evaluation.labels)} labelled clips: float, quantized, streaming"):
+                accuracy, streaming_check = _accuracy(evaluation, run_float, quantized, plan, config, zero_states)
+                checks.append(streaming_check)
+
         with progress.stage("writing the report"):
             report = {
                 "tool": {"espdl_stream": __version__, "esp_ppq": ppq.ESP_PPQ_VERSION, "torch": torch.__version__,
@@ -260,6 +272,7 @@ def export_streaming(
                 "exponents": exponents,
                 "device_tolerance_lsb": tolerance,
                 "quantization_snr_db": snr,
+                "accuracy": accuracy,
                 "esp_ppq_error_report": "not used: its graphwise error is wrong for LSTMs; SNR above is measured "
                                         "against the float ONNX model on the verification clips",
                 "checks": [c.to_dict() for c in checks],
@@ -277,3 +290,46 @@ def export_streaming(
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / FAILED_REPORT_FILE).write_text(report_text)
     return ExportResult(report, checks, out_dir)
+
+
+def _accuracy(evaluation: LabeledClips, run_float, quantized, plan, config: ExportConfig, zero_states) -> tuple[dict, verify.Check]:
+    """Top-1 accuracy of the float model, the quantized offline model and the quantized streaming model
+    (host simulation, chunk by chunk over whole clips), and how often their decisions agree."""
+    clips = evaluation.features[..., : config.frames]
+    labels = evaluation.labels
+    float_pred = clip_decision(np.concatenate([run_float(c)[onnx_graph.OUTPUT_NAME] for c in clips]))
+    offline_pred, streaming_pred = [], []
+    for start in range(0, len(clips), EVAL_BATCH):
+        batch = clips[start : start + EVAL_BATCH]
+        states = {name: value.expand(-1, len(batch), -1).contiguous() for name, value in zero_states.items()}
+        offline = ppq.simulate_offline(quantized, {onnx_graph.INPUT_NAME: _tensor(batch), **states})
+        offline_pred.append(clip_decision(offline[onnx_graph.OUTPUT_NAME]))
+        chunks = [_tensor(batch[:, :, i : i + config.chunk]) for i in range(0, config.frames, config.chunk)]
+        streamed = ppq.simulate_streaming(quantized, plan.sites, chunks, plan.state_pairs, states)
+        streaming_pred.append(clip_decision(np.concatenate([r[onnx_graph.OUTPUT_NAME] for r in streamed], axis=-1)))
+    offline_pred, streaming_pred = np.concatenate(offline_pred), np.concatenate(streaming_pred)
+
+    def percent(pred):
+        return round(100 * float((pred == labels).mean()), 2)
+
+    acc = {"float": percent(float_pred), "quantized_offline": percent(offline_pred),
+           "quantized_streaming": percent(streaming_pred)}
+    cost = round(acc["float"] - acc["quantized_offline"], 2)
+    target = ACCURACY_TARGETS[config.bits]
+    report = {
+        "clips": int(len(labels)),
+        "classes": list(evaluation.classes),
+        "top1_percent": acc,
+        "agreement_float_vs_quantized_percent": round(100 * float((float_pred == offline_pred).mean()), 2),
+        "quantization_cost_points": cost,
+        "quantization_target_points": target,
+        "quantization_target_met": cost <= target,
+        "streaming_decisions_differing": int((streaming_pred != offline_pred).sum()),
+    }
+    differing = report["streaming_decisions_differing"]
+    check = verify.Check(
+        "streaming decisions vs offline (labelled clips)", differing == 0,
+        f"{len(labels)} clips: top-1 float {acc['float']}%, int{config.bits} offline {acc['quantized_offline']}%, "
+        f"streaming {acc['quantized_streaming']}% ({differing} decisions differ)",
+    )
+    return report, check

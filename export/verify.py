@@ -127,17 +127,26 @@ def _scope(references: list[list[Outputs]]) -> str:
 
 
 def check_torch_vs_onnx(torch_outputs: list[np.ndarray], onnx_outputs: list[np.ndarray]) -> Check:
+    """Two float32 runtimes sum in different orders: the bound is relative to the output's magnitude."""
     worst = max(float(np.abs(a - b).max()) for a, b in zip(torch_outputs, onnx_outputs))
-    return Check("PyTorch vs offline ONNX (float)", worst <= FLOAT_TOLERANCE, f"max |diff| {worst:.2e} (limit {FLOAT_TOLERANCE:g})")
+    scale = max(1.0, max(float(np.abs(a).max()) for a in torch_outputs))
+    limit = FLOAT_TOLERANCE * scale
+    return Check("PyTorch vs offline ONNX (float)", worst <= limit,
+                 f"max |diff| {worst:.2e} (limit {FLOAT_TOLERANCE:g} x max |y| {scale:.1f})")
 
 
 def check_float_streaming(references: list[list[Outputs]], streamed: list[list[Outputs]]) -> Check:
+    """Equal within float32 rounding. ONNX Runtime's LSTM/GRU kernels sum a split sequence in another order, so
+    the bound is 1e-5 relative to the outputs' magnitude (a convolutional model's difference is 0)."""
     worst, _, where = compare_chunks(references, streamed)
     top = max(worst)
+    scale = max(1.0, max(float(np.abs(v).max()) for clip in references for ref in clip for v in ref.values()))
+    limit = FLOAT_TOLERANCE * scale
     return Check(
         "ONNX Runtime streaming vs offline (float)",
-        top <= FLOAT_TOLERANCE,
-        f"{_scope(references)}, max |diff| {top:.2e} (limit {FLOAT_TOLERANCE:g})" + (f", {where}" if top > FLOAT_TOLERANCE else ""),
+        top <= limit,
+        f"{_scope(references)}, max |diff| {top:.2e} (limit {FLOAT_TOLERANCE:g} x max |y| {scale:.1f})"
+        + (f", {where}" if top > limit else ""),
         worst,
     )
 

@@ -34,7 +34,8 @@ def test_streaming_equals_offline_every_chunk(features, tmp_path, model, target,
     checks = {c.name: c for c in result.checks}
     assert result.passed, [c.detail for c in result.checks if not c.passed]
     assert checks["quantized streaming vs offline (host simulation)"].per_chunk == [0.0] * (96 // chunk)
-    assert max(checks["ONNX Runtime streaming vs offline (float)"].per_chunk) <= 1e-5
+    float_check = checks["ONNX Runtime streaming vs offline (float)"]
+    assert float_check.passed and (model != "tcn" or max(float_check.per_chunk) == 0.0)
     # the written bytes in the ESP-DL emulator: streaming equals offline exactly, every chunk and state
     assert checks["emulated .espdl streaming vs offline (exact bytes)"].per_chunk == [0.0] * (96 // chunk)
     test_values = checks["emulated .espdl vs its embedded test values"]
@@ -118,7 +119,8 @@ def test_guard_shared_cache_from_plain_auto_streaming_is_detected(quantized_tcn,
     espdl = _streaming_file(q, tmp_path / "auto.espdl", {})  # esp-ppq's own auto streaming, no per-op table
     check = verify.check_streaming_structure(espdl, plan, 8, 40)
     assert not check.passed
-    assert "Add '/blocks/blocks.1/Add' reads the output of cache" in check.detail
+    # the residual Add reads a cache output, directly or through a RequantizeLinear esp-ppq put before it
+    assert "reads the output of cache" in check.detail and "a shared cache" in check.detail
     ours = _streaming_file(q, tmp_path / "ours.espdl", ppq.streaming_table(plan.sites))
     assert verify.check_streaming_structure(ours, plan, 8, 40).passed
 
