@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..calibration import DataError, FbankConfig, calibration_clips, keyword_eval_set, load_features, require_clips
+from ..calibration import DataError, FbankConfig, calibration_clips, fbank, keyword_eval_set, load_features, require_clips
 from ..models import MODEL_NAMES, build_model, training_summary, weights_path
 from . import verify
 from .errors import ExportError
@@ -31,7 +31,8 @@ def parser() -> argparse.ArgumentParser:
         description="Quantize a streaming audio model with ESP-PPQ for ESP-DL, offline and streaming from one "
         "calibration, prove the streaming model equals the offline one (float and integer, every chunk), and write "
         ".espdl files, per-chunk test vectors and a report.",
-        epilog="`export-espdl verify --help`: check any pair of offline and streaming .espdl files in the ESP-DL emulator.",
+        epilog="`export-espdl verify --help`: check any pair of offline and streaming .espdl files in the ESP-DL emulator. "
+        "`export-espdl stream --help`: play a recording through a streaming model on this PC.",
     )
     p.add_argument("--model", choices=MODEL_NAMES, default="tcn", help="shipped model to export (default: tcn)")
     p.add_argument("--target", choices=TARGETS, default=defaults.target, help="chip (default: %(default)s)")
@@ -127,10 +128,94 @@ def verify_main(argv: list[str]) -> int:
     return 0 if passed else EXIT_FAILED_CHECK
 
 
+def stream_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="export-espdl stream",
+        description="Play a recording through a streaming model chunk by chunk, as it would arrive: per-chunk top "
+        "keyword and score, the decision over the whole stream, latency and real-time factor.",
+    )
+    p.add_argument("input", type=Path, help="a 16 kHz mono .wav, or a .npy of [n_mels, frames] features")
+    p.add_argument("--model", choices=MODEL_NAMES, default="tcn", help="shipped model (float, ONNX Runtime)")
+    p.add_argument("--chunk", type=int, default=ExportConfig().chunk, metavar="FRAMES", help="frames per step")
+    p.add_argument("--espdl", type=Path, metavar="DIR",
+                   help="instead: a folder export-espdl wrote; its streaming_model.espdl runs in the ESP-DL emulator")
+    p.add_argument("--quiet", action="store_true", help="only the final decision and statistics")
+    return p
+
+
+def _stream_features(path: Path, frontend: FbankConfig) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.suffix.lower() == ".wav":
+        from ..calibration.loaders import read_wav
+
+        samples, rate = read_wav(path)
+        if rate != frontend.sample_rate:
+            raise DataError(f"{path}: {rate} Hz audio; the models take {frontend.sample_rate} Hz "
+                            f"(convert it, e.g. sox in.wav -r {frontend.sample_rate} out.wav)")
+        features = fbank(samples, frontend)
+    elif path.suffix.lower() == ".npy":
+        features = np.load(path, allow_pickle=False).astype(np.float32)
+        if features.ndim != 2 or features.shape[0] != frontend.n_mels:
+            raise DataError(f"{path}: features of shape {list(features.shape)}, expected [{frontend.n_mels} mel bins, frames]")
+    else:
+        raise DataError(f"{path}: give a .wav recording or a .npy of features")
+    if features.shape[1] == 0 or not np.isfinite(features).all():
+        raise DataError(f"{path}: no usable audio (empty, shorter than one 25 ms frame, or NaN/Inf)")
+    return features
+
+
+def stream_main(argv: list[str]) -> int:
+    from ..calibration import keyword_eval_set
+    from .runtime import EmulatedSession, StreamingModel, StreamingSession
+
+    args = stream_parser().parse_args(argv)
+    frontend = FbankConfig()
+    try:
+        features = _stream_features(args.input, frontend)
+        if args.espdl:
+            session, source = EmulatedSession(args.espdl / "streaming_model.espdl"), f"{args.espdl} in the ESP-DL emulator"
+        else:
+            model = StreamingModel.from_torch(build_model(args.model), frontend.n_mels, args.chunk * 4, args.chunk,
+                                              frontend.frames_per_second)
+            session, source = StreamingSession(model), f"{args.model} (float, ONNX Runtime)"
+            session.warm_up()
+    except (ExportError, DataError, ValueError) as e:
+        print(f"export-espdl stream: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    classes = keyword_eval_set().classes
+    chunk = session.chunk if args.espdl else args.chunk
+    n = features.shape[1] // chunk
+    if n == 0:
+        print(f"export-espdl stream: error: {args.input}: {features.shape[1]} frames, fewer than one {chunk}-frame chunk",
+              file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{args.input}: {features.shape[1]} frames ({features.shape[1] / frontend.frames_per_second:.2f} s) "
+          f"in {n} chunks of {chunk} through {source}")
+    outputs = []
+    for k in range(n):
+        y = session.process(features[:, k * chunk : (k + 1) * chunk])
+        outputs.append(y)
+        if not args.quiet:
+            logits = y.mean(axis=-1)
+            p = np.exp(logits - logits.max())
+            p /= p.sum()
+            print(f"{(k + 1) * chunk / frontend.frames_per_second:7.2f} s  {classes[int(p.argmax())]:>8s}  {p.max():.2f}")
+    decision = np.concatenate(outputs, axis=-1).mean(axis=-1)
+    stats = session.stats.summary()
+    print(f"whole stream: {classes[int(decision.argmax())]}; {stats['chunks']} chunks, mean {stats['mean_ms']:.3f} ms, "
+          f"p95 {stats['p95_ms']:.3f} ms per chunk, real-time factor {stats['real_time_factor']:.5f}")
+    if features.shape[1] % chunk:
+        print(f"({features.shape[1] % chunk} trailing frames did not fill a chunk and were not streamed)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["verify"]:
         return verify_main(argv[1:])
+    if argv[:1] == ["stream"]:
+        return stream_main(argv[1:])
     args = parser().parse_args(argv)
     config = ExportConfig(target=args.target, bits=args.bits, chunk=args.chunk, frames=args.frames,
                           calib_steps=args.calib_steps, seed=args.seed)
