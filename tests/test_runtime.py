@@ -102,3 +102,13 @@ def test_stream_command_refuses_bad_input_in_one_line(tmp_path, capsys, make, me
     assert main(["stream", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+@pytest.mark.parametrize("model", ["tcn", "lstm"])
+@pytest.mark.parametrize("word", ["stop", "go", "yes"])
+def test_stream_command_on_the_shipped_recordings(model, word, capsys):
+    from pathlib import Path
+
+    wav = Path(__file__).resolve().parent.parent / "examples" / f"{word}.wav"  # a voice never heard in training
+    assert main(["stream", str(wav), "--model", model, "--quiet"]) == 0
+    assert f"whole stream: {word};" in capsys.readouterr().out
