@@ -471,4 +471,3 @@ _OPS = {
     "LSTM": _lstm,
     "GRU": _gru,
 }
-SUPPORTED_OPS = tuple(sorted(_OPS))

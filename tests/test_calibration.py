@@ -1,20 +1,12 @@
 """The front end and the loaders of the user's data, including every refusal."""
 
-import wave
-
 import numpy as np
 import pytest
 
+from helpers import write_wav
+
 from espdl_stream.calibration import DataError, FbankConfig, fbank, load_features, require_clips, synthetic_features
 from espdl_stream.calibration.frontend import mel_filterbank
-
-
-def _write_wav(path, samples, rate=16000):
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
 
 
 def test_fbank_shape_and_determinism():
@@ -43,8 +35,8 @@ def test_synthetic_features_are_reproducible_and_speech_like():
 
 def test_loads_wav_folder_resampling_and_windowing(tmp_path):
     rng = np.random.default_rng(1)
-    _write_wav(tmp_path / "a.wav", 0.1 * rng.standard_normal(16000 * 2))
-    _write_wav(tmp_path / "b.wav", 0.1 * rng.standard_normal(8000), rate=8000)  # resampled to 16 kHz
+    write_wav(tmp_path / "a.wav", 0.1 * rng.standard_normal(16000 * 2))
+    write_wav(tmp_path / "b.wav", 0.1 * rng.standard_normal(8000), rate=8000)  # resampled to 16 kHz
     clips = load_features(tmp_path, frames=96)
     assert clips.shape[1:] == (40, 96) and clips.dtype == np.float32
     assert len(clips) == 2 + 1  # 2 s give two windows of 96 frames, 1 s gives one

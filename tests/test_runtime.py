@@ -1,11 +1,11 @@
 """The host streaming runtime: one session equals the offline model, many interleaved sessions each equal one alone."""
 
 import time
-import wave
-
 import numpy as np
 import pytest
 import torch
+
+from helpers import write_wav
 
 from espdl_stream.calibration import calibration_clips
 from espdl_stream.export.cli import main
@@ -68,19 +68,11 @@ def test_idle_sessions_are_cleaned_up(streaming_model):
         manager.process(first, np.zeros((40, 8), np.float32))
 
 
-def _wav(path, samples, rate=16000):
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-
-
 def test_stream_command_float_and_emulated(tmp_path, capsys):
     from espdl_stream.calibration.synthetic import synth_utterance
 
     audio = synth_utterance(np.random.default_rng(0), 1.0, 16000)
-    _wav(tmp_path / "a.wav", audio)
+    write_wav(tmp_path / "a.wav", audio)
     assert main(["stream", str(tmp_path / "a.wav")]) == 0
     out = capsys.readouterr().out
     assert "in 12 chunks of 8" in out and "whole stream:" in out and "real-time factor" in out
@@ -92,8 +84,8 @@ def test_stream_command_float_and_emulated(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("make,message", [
-    (lambda p: _wav(p / "x.wav", np.zeros(8000), rate=8000), "8000 Hz audio; the models take 16000 Hz"),
-    (lambda p: _wav(p / "x.wav", np.zeros(0)), "no usable audio"),
+    (lambda p: write_wav(p / "x.wav", np.zeros(8000), rate=8000), "8000 Hz audio; the models take 16000 Hz"),
+    (lambda p: write_wav(p / "x.wav", np.zeros(0)), "no usable audio"),
     (lambda p: np.save(p / "x.npy", np.zeros((13, 50), np.float32)), "expected [40 mel bins, frames]"),
 ])
 def test_stream_command_refuses_bad_input_in_one_line(tmp_path, capsys, make, message):
