@@ -199,6 +199,17 @@ class Emulator:
         wanted = values if keep_all else {name: values[name] for name in self.file.outputs}
         return {name: value for name, value in wanted.items() if name not in self.file.initializers}
 
+    def stream(self, chunks: list[np.ndarray], state_pairs, keep_all: bool = False) -> list[dict[str, np.ndarray]]:
+        """Run chunk after chunk from a reset: state inputs start at zero, each state output goes back in."""
+        self.reset()
+        states = {i: np.zeros(self.file.inputs[i].dims, NP_TYPES[self.file.inputs[i].dtype]) for _, i in state_pairs}
+        results = []
+        for chunk in chunks:
+            out = self.run({"x": chunk, **states}, keep_all=keep_all)
+            results.append(out)
+            states = {i: out[o] for o, i in state_pairs}
+        return results
+
     def table(self, exponent: int, kind: str) -> _GateTable:
         key = (exponent, kind)
         if key not in self._tables:

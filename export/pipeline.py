@@ -25,6 +25,7 @@ from ..calibration import FbankConfig, LabeledClips
 from ..models import clip_decision, streaming_rules
 from . import onnx_graph, ppq, verify
 from .artifacts import staged_output
+from .emulator import Emulator
 from .errors import ExportError, UnstreamableModel
 from .vectors import ROLE_INPUT, ROLE_OUTPUT, VectorFile, VectorTensor, read_vectors, write_vectors
 
@@ -223,9 +224,6 @@ def export_streaming(
                                                  zero_states) for c in verification]
             checks.append(verify.check_quantized_streaming(q_references, q_streamed, config.bits))
             files = {name: ppq.read_espdl(staging / name) for name in (OFFLINE_FILE, STREAMING_FILE)}
-            offline_test = run_quantized(test_clip)
-            checks.append(verify.check_offline_test_values(
-                files[OFFLINE_FILE].test_outputs, {n: _espdl_layout(n, v) for n, v in offline_test.items()}))
             checks.append(verify.check_streaming_structure(files[STREAMING_FILE], plan, config.chunk, n_mels))
             checks.append(verify.check_integer_parameters(files))
             if plan.recurrent:
@@ -234,15 +232,25 @@ def export_streaming(
             snr = {name: verify.snr_db(np.concatenate([f[name] for f in float_full]), np.concatenate([d[name] for d in dequantized]))
                    for name in plan.outputs}
 
-        with progress.stage("writing test vectors"):
-            graph = quantized.graph
-            exponents = {name: ppq.exponent_of(ppq.input_config(graph, name)) for name in (x_name, *plan.state_inputs)}
-            exponents.update({name: ppq.exponent_of(ppq.output_config(graph, name)) for name in plan.outputs})
-            test_chunks = _split_chunks(test_clip, config.chunk)
-            vectors = [VectorTensor(x_name, ROLE_INPUT, exponents[x_name],
-                                    [_espdl_layout(x_name, ppq.to_int(graph, x_name, c)) for c in test_chunks])]
-            vectors += [VectorTensor(name, ROLE_OUTPUT, exponents[name], [_espdl_layout(name, r[name]) for r in q_streamed[0]])
-                        for name in plan.outputs]
+        with progress.stage("test values and vectors from the written bytes, as ESP-DL computes them"):
+            # What the chip will compute is ESP-DL's business, not esp-ppq's: the emulator runs the written files,
+            # its offline outputs become the embedded test values and its streaming outputs the per-chunk vectors.
+            test_ints = {name: t.values for name, t in files[OFFLINE_FILE].test_inputs.items()}
+            emulated = Emulator(files[OFFLINE_FILE], config.target).run(test_ints)
+            esp_ppq_test = {n: _espdl_layout(n, v) for n, v in run_quantized(test_clip).items()}
+            checks.append(verify.check_esp_ppq_vs_emulator(esp_ppq_test, emulated, plan.recurrent, config.bits))
+            file_exponents = {name: files[OFFLINE_FILE].outputs[name].exponent for name in emulated}
+            ppq.export_espdl(quantized, staging / OFFLINE_FILE, log, test_inputs=test_inputs,
+                             test_outputs={n: _tensor(_espdl_layout(n, v).astype(np.float32) * np.float32(2.0 ** file_exponents[n]))
+                                           for n, v in emulated.items()},
+                             metadata={**metadata, "mode": "offline"})
+            checks.append(verify.check_offline_test_values(ppq.read_espdl(staging / OFFLINE_FILE).test_outputs, emulated))
+            x_test = test_ints[x_name]
+            chunks = [x_test[:, k : k + config.chunk] for k in range(0, x_test.shape[1], config.chunk)]
+            streamed = Emulator(files[STREAMING_FILE], config.target).stream(chunks, plan.state_pairs)
+            exponents = {name: t.exponent for name, t in {**files[OFFLINE_FILE].inputs, **files[OFFLINE_FILE].outputs}.items()}
+            vectors = [VectorTensor(x_name, ROLE_INPUT, exponents[x_name], chunks)]
+            vectors += [VectorTensor(name, ROLE_OUTPUT, exponents[name], [r[name] for r in streamed]) for name in plan.outputs]
             tolerance = DEVICE_TOLERANCE_LSB[config.bits]
             (staging / VECTORS_FILE).write_bytes(write_vectors(VectorFile(vectors, tolerance)))
             (staging / PPQ_LOG_FILE).write_text(log.getvalue())

@@ -183,8 +183,11 @@ def export_espdl(
     test_inputs: dict[str, torch.Tensor] | None = None,
     streaming: StreamingExport | None = None,
     metadata: dict[str, str] | None = None,
+    test_outputs: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write one .espdl from the shared quantized graph (esp-ppq's exporter works on its own copy).
+
+    test_outputs, in the graph's layout, replace the outputs esp-ppq would simulate for `test_inputs`.
 
     Streaming: the hand-written table places every cache. auto_streaming also removes the padding of
     the cached ops, but on a recurrent graph it logs an error for the Transpose esp-ppq's own layout
@@ -193,6 +196,8 @@ def export_espdl(
     graph = q.graph
     canonical_variable_order(graph)
     values_for_test = generate_test_value(graph, "cpu", test_inputs) if test_inputs is not None else None
+    if values_for_test is not None and test_outputs is not None:  # the caller knows better what the chip computes
+        values_for_test["outputs"] = dict(test_outputs)
     options = {}
     if streaming is not None:
         options = {
