@@ -21,12 +21,14 @@ Anything else is refused with the node named (EmulatorError), never guessed.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ExportError
+from .onnx_graph import INPUT_NAME
 from .ppq import EspdlFile, EspdlNode, EspdlTensor, read_espdl
 
 TARGETS = ("esp32s3", "esp32p4")
@@ -199,15 +201,29 @@ class Emulator:
         wanted = values if keep_all else {name: values[name] for name in self.file.outputs}
         return {name: value for name, value in wanted.items() if name not in self.file.initializers}
 
-    def stream(self, chunks: list[np.ndarray], state_pairs, keep_all: bool = False) -> list[dict[str, np.ndarray]]:
+    def zeros(self, name: str) -> np.ndarray:
+        """Zero integers for the graph input `name` (a recurrent state at the start of a stream)."""
+        t = self.file.inputs[name]
+        return np.zeros(t.dims, NP_TYPES[t.dtype])
+
+    def state_pairs(self) -> list[tuple[str, str]]:
+        """(state output, state input) to copy back after each run: from the file's `state_pairs` metadata,
+        else by name, every 'X_out' output with an 'X_in' input."""
+        if "state_pairs" in self.file.metadata:
+            return [tuple(pair) for pair in json.loads(self.file.metadata["state_pairs"])]
+        return [(o, o[: -len("_out")] + "_in") for o in self.file.outputs
+                if o.endswith("_out") and o[: -len("_out")] + "_in" in self.file.inputs]
+
+    def stream(self, chunks: list[np.ndarray], keep_all: bool = False) -> list[dict[str, np.ndarray]]:
         """Run chunk after chunk from a reset: state inputs start at zero, each state output goes back in."""
         self.reset()
-        states = {i: np.zeros(self.file.inputs[i].dims, NP_TYPES[self.file.inputs[i].dtype]) for _, i in state_pairs}
+        pairs = self.state_pairs()
+        states = {i: self.zeros(i) for _, i in pairs}
         results = []
         for chunk in chunks:
-            out = self.run({"x": chunk, **states}, keep_all=keep_all)
+            out = self.run({INPUT_NAME: chunk, **states}, keep_all=keep_all)
             results.append(out)
-            states = {i: out[o] for o, i in state_pairs}
+            states = {i: out[o] for o, i in pairs}
         return results
 
     def table(self, exponent: int, kind: str) -> _GateTable:

@@ -153,27 +153,23 @@ class EmulatedSession:
     """The same interface over the written streaming .espdl in the ESP-DL emulator: what the chip computes."""
 
     def __init__(self, streaming_espdl, target: str | None = None, frames_per_second: float | None = None):
-        import json
-
-        from .emulator import Emulator
+        from .emulator import NP_TYPES, Emulator  # here, so the float runtime never loads esp-ppq
         from .ppq import read_espdl
 
         espdl = read_espdl(streaming_espdl)
-        target = target or espdl.metadata.get("target")
-        self.emulator = Emulator(espdl, target)
+        self.emulator = Emulator(espdl, target or espdl.metadata.get("target"))
         x = espdl.inputs[INPUT_NAME]
         self.chunk, self.n_mels, self.exponent = x.dims[1], x.dims[2], x.exponent
-        self.input_dtype = np.int8 if x.dtype == 3 else np.int16
+        self.input_dtype = NP_TYPES[x.dtype]
         self.output_exponent = espdl.outputs[OUTPUT_NAME].exponent
-        self.pairs = [tuple(p) for p in json.loads(espdl.metadata.get("state_pairs", "[]"))]
-        self.state_inputs = {i: espdl.inputs[i] for _, i in self.pairs}
+        self.pairs = self.emulator.state_pairs()
         fps = frames_per_second or float(espdl.metadata.get("frames_per_second", 100))
         self.stats = StreamStats(self.chunk, fps)
         self.reset()
 
     def reset(self) -> None:
         self.emulator.reset()
-        self.states = {name: np.zeros(t.dims, np.int8 if t.dtype == 3 else np.int16) for name, t in self.state_inputs.items()}
+        self.states = {i: self.emulator.zeros(i) for _, i in self.pairs}
         self.stats = StreamStats(self.chunk, self.stats.frames_per_second)
 
     def process(self, chunk: np.ndarray) -> np.ndarray:

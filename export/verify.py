@@ -3,9 +3,11 @@
 - float: the external-state ONNX twin run chunk by chunk in ONNX Runtime equals the offline ONNX;
 - quantized: the streaming graph simulated on the host, chunk by chunk, gives the same integers
   as the offline quantized graph, every chunk;
-- files: the offline .espdl carries test values equal to the host simulation, the streaming
-  .espdl has exactly the planned caches, each read only by its own consumer, every weight is an
-  integer, and every recurrent state leaves with the exponent and type it comes back in with.
+- files: the streaming .espdl has exactly the planned caches, each read only by its own consumer,
+  every weight is an integer, and every recurrent state leaves with the exponent and type it comes
+  back in with;
+- the exact bytes in the ESP-DL emulator: the offline file reproduces its embedded test values,
+  the streaming file equals the offline file on every chunk and the per-chunk vectors.
 
 "Every chunk" means: the chunk's output frames equal the offline output on those frames, and
 (recurrent models) the states after the chunk equal the offline states after the same prefix.
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -20,7 +23,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from .emulator import Emulator, EmulatorError
 from .onnx_graph import INPUT_NAME, OUTPUT_NAME, StreamingPlan, with_dynamic_time
+from .ppq import read_espdl
 
 FLOAT_TOLERANCE = 1e-5
 TIME_MIXING_OPS = {"Conv", "AveragePool", "MaxPool"}
@@ -163,19 +168,6 @@ def check_quantized_streaming(references: list[list[Outputs]], streamed: list[li
 
 
 # ---------------------------------------------------------------- the written files
-def check_offline_test_values(test_outputs: dict, simulated: Outputs) -> Check:
-    """The offline file's embedded test outputs (ESP-DL layout) are the ones meant to be embedded."""
-    problems = []
-    for name, expected in simulated.items():
-        stored = test_outputs.get(name)
-        if stored is None:
-            problems.append(f"no test output '{name}' in the file")
-        elif stored.values.shape != expected.shape or (stored.values != expected).any():
-            problems.append(f"test output '{name}' is not what ESP-DL computes for the test input")
-    return Check("offline .espdl test values", not problems,
-                 "; ".join(problems) or f"{len(simulated)} embedded test outputs are ESP-DL's (the emulator's)")
-
-
 def check_streaming_structure(espdl, plan: StreamingPlan, chunk: int, n_mels: int) -> Check:
     """The written streaming file has exactly the planned caches, and nothing else reads a cache output.
 
@@ -262,15 +254,6 @@ def snr_db(reference: np.ndarray, approximation: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------- the exact bytes, in the emulator
-def _state_pairs_of(streaming) -> list[tuple[str, str]]:
-    """Copy-back pairs from the file's metadata, else by name: every 'X_out' output with an 'X_in' input."""
-    import json
-
-    if "state_pairs" in streaming.metadata:
-        return [tuple(pair) for pair in json.loads(streaming.metadata["state_pairs"])]
-    return [(o, o[: -len("_out")] + "_in") for o in streaming.outputs if o.endswith("_out") and o[: -len("_out")] + "_in" in streaming.inputs]
-
-
 def _time_axis(streamed: np.ndarray, offline: np.ndarray) -> int | None:
     differing = [a for a in range(streamed.ndim) if streamed.shape[a] != offline.shape[a]]
     return differing[0] if len(differing) == 1 else None
@@ -300,28 +283,21 @@ RECURRENT_NOTE = ("ESP-DL clamps its gate tables at +-6.3 (sigmoid) and +-3.5 (t
 def emulate_streaming(offline_path, streaming_path, target: str, vectors=None) -> list[Check]:
     """Run the written files as ESP-DL would: the streaming file chunk by chunk on the offline file's own
     test input, each chunk against the offline file on the same prefix (and the vectors, when given)."""
-    import time
-
-    from .emulator import Emulator, EmulatorError
-    from .ppq import read_espdl
-
     offline, streaming = read_espdl(offline_path), read_espdl(streaming_path)
     if INPUT_NAME not in offline.test_inputs:
         raise ValueError(f"{offline_path}: no embedded test input '{INPUT_NAME}' to stream")
-    pairs = _state_pairs_of(streaming)
     x = offline.test_inputs[INPUT_NAME].values  # [1, frames, channels]
     chunk = streaming.inputs[INPUT_NAME].dims[1]
     if x.shape[1] % chunk:
         raise ValueError(f"the test input's {x.shape[1]} frames are not a whole number of {chunk}-frame chunks")
-    zeros = {name: np.zeros(t.dims, dtype=np.int8 if t.dtype == 3 else np.int16)
-             for name, t in offline.inputs.items() if name != INPUT_NAME}
     offline_emu, streaming_emu = Emulator(offline, target), Emulator(streaming, target)
+    zeros = {name: offline_emu.zeros(name) for name in offline.inputs if name != INPUT_NAME}
     expected = {t.name: t for t in vectors.tensors} if vectors is not None else {}
     worst, vector_worst, where = [], [], ""
     n_chunks = x.shape[1] // chunk
     start = time.perf_counter()
     try:
-        streamed_all = streaming_emu.stream([x[:, k * chunk : (k + 1) * chunk] for k in range(n_chunks)], pairs, keep_all=True)
+        streamed_all = streaming_emu.stream([x[:, k * chunk : (k + 1) * chunk] for k in range(n_chunks)], keep_all=True)
     except EmulatorError as e:
         return [Check("emulated .espdl streaming vs offline (exact bytes)", False, f"{e}")]
     elapsed = time.perf_counter() - start
@@ -360,9 +336,6 @@ def emulate_streaming(offline_path, streaming_path, target: str, vectors=None) -
 def emulate_test_values(offline_path, target: str) -> Check:
     """The offline file's own test input through the emulator, against its embedded test output:
     int8 exact, int16 within one LSB (ESP-DL's own test allows that)."""
-    from .emulator import Emulator
-    from .ppq import read_espdl
-
     offline = read_espdl(offline_path)
     out = Emulator(offline, target).run({n: t.values for n, t in offline.test_inputs.items()})
     diffs = {n: int(np.abs(out[n].astype(np.int64) - t.values.astype(np.int64)).max()) for n, t in offline.test_outputs.items()}
