@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..calibration import DataError, FbankConfig, calibration_clips, fbank, keyword_eval_set, load_features, require_clips
 from ..models import MODEL_NAMES, build_model, training_summary, weights_path
@@ -212,6 +213,7 @@ def stream_main(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    torch.set_num_threads(1)  # the work is small and serial; idle OpenMP workers spin on a busy machine
     if argv[:1] == ["verify"]:
         return verify_main(argv[1:])
     if argv[:1] == ["stream"]:
