@@ -49,7 +49,7 @@ def parser() -> argparse.ArgumentParser:
                    help="the shipped trained weights (models/weights/) or a random initialisation from --seed")
     p.add_argument("--calib-steps", type=int, default=defaults.calib_steps, metavar="N",
                    help="calibration clips (default: %(default)s)")
-    p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: firmware/main/models/<target>)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: firmware/main/models/<model>/<target>, what `idf.py -DESPDL_MODEL=<model>` builds)")
     p.add_argument("--seed", type=int, default=defaults.seed, help="seed of weights and synthetic data (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the verdict table")
     return p
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     config = ExportConfig(target=args.target, bits=args.bits, chunk=args.chunk, frames=args.frames,
                           calib_steps=args.calib_steps, seed=args.seed)
-    out = args.out or Path("firmware/main/models") / args.target
+    out = args.out or Path("firmware/main/models") / args.model / args.target
     echo = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     frontend = FbankConfig()
     try:

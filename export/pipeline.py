@@ -23,7 +23,7 @@ import torch
 from .. import __version__
 from ..calibration import FbankConfig, LabeledClips
 from ..models import clip_decision, streaming_rules
-from . import onnx_graph, ppq, verify
+from . import integrity, onnx_graph, ppq, verify
 from .artifacts import staged_output
 from .emulator import Emulator
 from .errors import ExportError, UnstreamableModel
@@ -122,9 +122,10 @@ def _espdl_layout(name: str, array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array.transpose(0, 2, 1)) if name in (onnx_graph.INPUT_NAME, onnx_graph.OUTPUT_NAME) else array
 
 
-def _file_entry(path: Path) -> dict:
+def _file_entry(path: Path, crc32: str | None) -> dict:
     data = path.read_bytes()
-    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    entry = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return {**entry, "crc32": crc32} if crc32 else entry  # an .espdl file's stamp, checked by the firmware at boot
 
 
 def export_streaming(
@@ -205,16 +206,20 @@ def export_streaming(
         "caches": json.dumps([{"consumer": s.consumer, "window": s.window} for s in plan.sites]),
         "state_pairs": json.dumps([list(pair) for pair in plan.state_pairs]),  # output -> input, copied after each chunk
         "frontend": json.dumps(frontend.to_dict(), sort_keys=True),
+        integrity.STAMP_KEY: integrity.PLACEHOLDER,  # integrity.stamp() writes the file's CRC-32 here
     }
 
+    stamps: dict[str, str] = {}  # file name -> the CRC-32 stamped into it
     with staged_output(out_dir) as stage:
         staging = stage.path
         with progress.stage("writing model.espdl and streaming_model.espdl"):
             ppq.export_espdl(quantized, staging / OFFLINE_FILE, log, test_inputs=test_inputs,
                              metadata={**metadata, "mode": "offline"})
+            stamps[OFFLINE_FILE] = integrity.stamp(staging / OFFLINE_FILE)
             ppq.export_espdl(quantized, staging / STREAMING_FILE, log,
                              streaming=ppq.StreamingExport.for_sites(plan.sites, [1, n_mels, config.chunk], plan.recurrent),
                              metadata={**metadata, "mode": "streaming"})
+            stamps[STREAMING_FILE] = integrity.stamp(staging / STREAMING_FILE)
 
         with progress.stage("quantized check: host simulation, every chunk, and the written files"):
             def run_quantized(clip):
@@ -247,6 +252,7 @@ def export_streaming(
                              test_outputs={n: _tensor(_espdl_layout(n, v).astype(np.float32) * np.float32(2.0 ** file_exponents[n]))
                                            for n, v in emulated.items()},
                              metadata={**metadata, "mode": "offline"})
+            stamps[OFFLINE_FILE] = integrity.stamp(staging / OFFLINE_FILE)
             x_test = test_ints[x_name]
             chunks = [x_test[:, k : k + config.chunk] for k in range(0, x_test.shape[1], config.chunk)]
             streamed = Emulator(files[STREAMING_FILE], config.target).stream(chunks)
@@ -289,7 +295,7 @@ def export_streaming(
                 "passed": all(c.passed for c in checks),
                 "timings_s": {**progress.timings, "total": round(time.perf_counter() - started, 3)},
                 "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "files": {p.name: _file_entry(p) for p in sorted(staging.iterdir())},
+                "files": {p.name: _file_entry(p, stamps.get(p.name)) for p in sorted(staging.iterdir())},
             }
             report_text = json.dumps(report, indent=2) + "\n"
             stage.install = report["passed"]

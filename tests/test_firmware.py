@@ -14,7 +14,7 @@ from espdl_stream.export.cli import main as export_main
 from espdl_stream.export.vectors import VectorFile, read_vectors, write_vectors
 
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
-COMMITTED = {target: FIRMWARE / "main" / "models" / target for target in ("esp32s3", "esp32p4")}
+COMMITTED = {target: FIRMWARE / "main" / "models" / "tcn" / target for target in ("esp32s3", "esp32p4")}
 SHIPPED_FILES = ("model.espdl", "streaming_model.espdl", "streaming_vectors.bin")
 CODE_BUDGET = 2 * 1024 * 1024  # ESP-IDF, ESP-DL and the app: generous, the packed models come on top
 

@@ -3,10 +3,14 @@
 // exporter wrote) and answers a chunk only if the runner fed it exactly the right input and the
 // right states (zero at the start and after a reset, else the previous chunk's state outputs).
 //
-//   host_check TRUTH.bin EXPECTED.bin STATE_PAIRS_JSON FRAMES_PER_SECOND [--no-copy-back]
+//   host_check TRUTH.bin EXPECTED.bin STATE_PAIRS_JSON FRAMES_PER_SECOND [--no-copy-back] [--layout FILE]
 //
+// With --layout the tensors live where ESP-DL's memory planner puts them (memory_plan.py), sharing
+// bytes as on the chip: a state input whose life has ended is overwritten by later tensors during run().
+// Without it every graph input and output has a buffer of its own.
 // EXPECTED.bin is what the runner compares against (normally TRUTH.bin itself; a test edits it to
 // prove a wrong expectation is reported). Exit 0: every line PASS; 1: a check failed; 2: bad input.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -27,50 +31,84 @@ bool read_file(const char *path, std::vector<uint8_t> &out)
     return true;
 }
 
+// Where ESP-DL keeps each tensor: `name offset bytes step` lines (firmware/host_test/memory_plan.py),
+// step being the node that writes the tensor, -1 for a graph input.
+struct Placement {
+    std::string name;
+    size_t offset = 0, bytes = 0;
+    int step = -1;
+};
+
+bool read_layout(const char *path, std::vector<Placement> &out)
+{
+    std::ifstream f(path);
+    Placement p;
+    while (f >> p.name >> p.offset >> p.bytes >> p.step) out.push_back(p);
+    return f.eof() && !out.empty();
+}
+
+// Every graph input and output in a buffer of its own, one after the other: what the oracle used to do.
+std::vector<Placement> separate_buffers(const VectorFile &truth, const std::vector<std::pair<std::string, std::string>> &pairs)
+{
+    std::vector<Placement> layout;
+    size_t offset = 0;
+    auto place = [&](const std::string &name, size_t bytes, int step) {
+        layout.push_back({name, offset, bytes, step});
+        offset += bytes;
+    };
+    for (const auto &t : truth.tensors) place(t.name, t.chunk_bytes(), t.role == Role::Input ? -1 : 0);
+    for (const auto &pair : pairs) {
+        const VectorTensor *out = truth.find(pair.first);
+        if (out) place(pair.second, out->chunk_bytes(), -1);
+    }
+    return layout;
+}
+
 class OraclePort : public StreamingPort {
 public:
-    OraclePort(const VectorFile &truth, const std::vector<std::pair<std::string, std::string>> &pairs) : truth_(truth)
+    OraclePort(const VectorFile &truth, const std::vector<std::pair<std::string, std::string>> &pairs,
+               std::vector<Placement> layout)
+        : truth_(truth), layout_(std::move(layout))
     {
-        for (const auto &t : truth.tensors) {
-            auto &buffer = (t.role == Role::Input ? inputs_ : outputs_)[t.name];
-            buffer = {std::vector<uint8_t>(t.chunk_bytes()), &t};
-        }
-        for (const auto &pair : pairs) {  // a state input looks like its output
-            const VectorTensor *out = truth.find(pair.first);
-            if (out) inputs_[pair.second] = {std::vector<uint8_t>(out->chunk_bytes()), out};
-            state_of_input_[pair.second] = pair.first;
-        }
+        size_t arena = 0;
+        for (const auto &p : layout_) arena = std::max(arena, p.offset + p.bytes);
+        arena_.assign(arena, 0);
+        for (const auto &pair : pairs) state_of_input_[pair.second] = pair.first;
     }
 
-    bool input(const std::string &name, TensorRef &ref) override { return lookup(inputs_, name, ref); }
-    bool output(const std::string &name, TensorRef &ref) override { return lookup(outputs_, name, ref); }
+    bool input(const std::string &name, TensorRef &ref) override { return lookup(name, true, ref); }
+    bool output(const std::string &name, TensorRef &ref) override { return lookup(name, false, ref); }
 
     void run() override
     {
         bool fed_right = chunk_ < truth_.chunks;
-        for (auto &entry : inputs_) {
-            const auto &buffer = entry.second.first;
-            auto state = state_of_input_.find(entry.first);
-            std::vector<uint8_t> want(buffer.size(), 0);
+        for (const auto &p : layout_) {
+            if (p.step >= 0) continue;
+            std::vector<uint8_t> want(p.bytes, 0);
+            auto state = state_of_input_.find(p.name);
             if (state == state_of_input_.end()) {
-                const VectorTensor *t = truth_.find(entry.first);
+                const VectorTensor *t = truth_.find(p.name);
                 want.assign(t->chunk(chunk_), t->chunk(chunk_) + t->chunk_bytes());
             } else if (chunk_ > 0) {
                 const VectorTensor *t = truth_.find(state->second);
                 want.assign(t->chunk(chunk_ - 1), t->chunk(chunk_ - 1) + t->chunk_bytes());
             }
-            if (fed_right && buffer != want) {
-                if (violations == 0) std::printf("ORACLE: chunk %u was fed a wrong '%s'\n", chunk_, entry.first.c_str());
+            if (fed_right && std::memcmp(arena_.data() + p.offset, want.data(), p.bytes) != 0) {
+                if (violations == 0) std::printf("ORACLE: chunk %u was fed a wrong '%s'\n", chunk_, p.name.c_str());
                 fed_right = false;
                 ++violations;
             }
         }
-        for (auto &entry : outputs_) {  // the chip's answer, or garbage when fed wrongly
-            auto &buffer = entry.second.first;
-            if (fed_right) {
-                std::memcpy(buffer.data(), entry.second.second->chunk(chunk_), buffer.size());
+        // the nodes write their tensors in order, over the bytes of tensors whose life has ended: graph
+        // outputs get the chip's answer (garbage when fed wrongly), intermediate tensors a scribble
+        for (const auto &p : layout_) {
+            if (p.step < 0) continue;
+            uint8_t *bytes = arena_.data() + p.offset;
+            const VectorTensor *t = truth_.find(p.name);
+            if (t && t->role == Role::Output && fed_right) {
+                std::memcpy(bytes, t->chunk(chunk_), p.bytes);
             } else {
-                std::memset(buffer.data(), 0x5A, buffer.size());
+                std::memset(bytes, t ? 0x5A : 0xC3 ^ p.step, p.bytes);
             }
         }
         ++chunk_;
@@ -80,21 +118,59 @@ public:
     void reset() override { chunk_ = 0; }
     uint64_t now_us() override { return clock_us_; }
 
+    // every graph input and output has a place, of the size the vectors say
+    bool covers(const std::vector<std::pair<std::string, std::string>> &pairs, std::string &error) const
+    {
+        auto check = [&](const std::string &name, size_t bytes) {
+            const Placement *p = find(name);
+            if (p && p->bytes == bytes) return true;
+            error = "layout: '" + name + "' " + (p ? "has " + std::to_string(p->bytes) + " bytes, the vectors " +
+                                                         std::to_string(bytes) : std::string("is missing"));
+            return false;
+        };
+        for (const auto &t : truth_.tensors) {
+            if (!check(t.name, t.chunk_bytes())) return false;
+        }
+        for (const auto &p : layout_) {
+            bool known = p.step >= 0 || (truth_.find(p.name) && truth_.find(p.name)->role == Role::Input) ||
+                state_of_input_.count(p.name);
+            if (!known) {
+                error = "layout: graph input '" + p.name + "' is neither in the vectors nor a state input";
+                return false;
+            }
+        }
+        for (const auto &pair : pairs) {
+            const VectorTensor *out = truth_.find(pair.first);
+            if (out && !check(pair.second, out->chunk_bytes())) return false;
+        }
+        return true;
+    }
+
     int violations = 0;
 
 private:
-    using Buffers = std::map<std::string, std::pair<std::vector<uint8_t>, const VectorTensor *>>;
-
-    static bool lookup(Buffers &buffers, const std::string &name, TensorRef &ref)
+    const Placement *find(const std::string &name) const
     {
-        auto it = buffers.find(name);
-        if (it == buffers.end()) return false;
-        ref = {it->second.first.data(), it->second.first.size(), it->second.second->type, it->second.second->exponent};
+        for (const auto &p : layout_) {
+            if (p.name == name) return &p;
+        }
+        return nullptr;
+    }
+
+    bool lookup(const std::string &name, bool is_input, TensorRef &ref)
+    {
+        const Placement *p = find(name);
+        if (!p || (p->step < 0) != is_input) return false;
+        auto state = state_of_input_.find(name);
+        const VectorTensor *t = truth_.find(state == state_of_input_.end() ? name : state->second);
+        if (!t) return false;
+        ref = {arena_.data() + p->offset, p->bytes, t->type, t->exponent};
         return true;
     }
 
     const VectorFile &truth_;
-    Buffers inputs_, outputs_;
+    std::vector<Placement> layout_;
+    std::vector<uint8_t> arena_;
     std::map<std::string, std::string> state_of_input_;
     uint32_t chunk_ = 0;
     uint64_t clock_us_ = 0;
@@ -120,7 +196,7 @@ bool load(const char *path, VectorFile &out)
 int main(int argc, char **argv)
 {
     if (argc < 5) {
-        std::printf("usage: host_check TRUTH.bin EXPECTED.bin STATE_PAIRS_JSON FRAMES_PER_SECOND [--no-copy-back]\n");
+        std::printf("usage: host_check TRUTH.bin EXPECTED.bin STATE_PAIRS_JSON FRAMES_PER_SECOND [--no-copy-back] [--layout FILE]\n");
         return 2;
     }
     VectorFile truth, expected;
@@ -131,11 +207,30 @@ int main(int argc, char **argv)
         std::printf("ERROR: %s\n", error.c_str());
         return 2;
     }
-    bool copy_back = !(argc > 5 && std::strcmp(argv[5], "--no-copy-back") == 0);
+    bool copy_back = true;
+    std::vector<Placement> layout;
+    for (int i = 5; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--no-copy-back") == 0) {
+            copy_back = false;
+        } else if (std::strcmp(argv[i], "--layout") == 0 && i + 1 < argc) {
+            if (!read_layout(argv[++i], layout)) {
+                std::printf("ERROR: cannot read the layout %s\n", argv[i]);
+                return 2;
+            }
+        } else {
+            std::printf("ERROR: unknown argument %s\n", argv[i]);
+            return 2;
+        }
+    }
+    if (layout.empty()) layout = separate_buffers(truth, pairs);
     const VectorTensor *x = truth.find("x");
     uint32_t chunk_frames = x && x->dims.size() == 3 ? x->dims[1] : 0;
 
-    OraclePort port(truth, pairs);
+    OraclePort port(truth, pairs, layout);
+    if (!port.covers(pairs, error)) {
+        std::printf("ERROR: %s\n", error.c_str());
+        return 2;
+    }
     auto no_pairs = decltype(pairs)();
     StreamResult first = run_stream(port, expected, copy_back ? pairs : no_pairs);
     port.reset();

@@ -1,6 +1,7 @@
 #include "stream_check.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 namespace stream_check {
@@ -9,19 +10,6 @@ namespace {
 
 constexpr char kMagic[4] = {'E', 'S', 'V', '1'};
 constexpr uint16_t kVersion = 1;
-
-uint32_t crc32(const uint8_t *data, size_t size)
-{
-    // zlib's CRC-32 (reflected polynomial 0xEDB88320), as Python's zlib.crc32 computes it
-    uint32_t crc = 0xFFFFFFFFu;
-    for (size_t i = 0; i < size; ++i) {
-        crc ^= data[i];
-        for (int bit = 0; bit < 8; ++bit) {
-            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
-        }
-    }
-    return ~crc;
-}
 
 class Reader {
 public:
@@ -63,7 +51,102 @@ int32_t read_element(const uint8_t *p, ElementType type)
     return int16_t(uint16_t(p[0] | (p[1] << 8)));
 }
 
+constexpr char kPackageMagic[4] = {'P', 'D', 'L', '3'};
+constexpr size_t kPackageHeaderBytes = 60;  // magic, version[16], package size, sha256[32], model count
+constexpr size_t kEspdlHeaderBytes = 16;    // "EDL2", encryption mode, FlatBuffer size, padding
+
+uint32_t le32(const uint8_t *p)
+{
+    return uint32_t(p[0]) | (uint32_t(p[1]) << 8) | (uint32_t(p[2]) << 16) | (uint32_t(p[3]) << 24);
+}
+
 }  // namespace
+
+uint32_t crc32(const uint8_t *data, size_t size, uint32_t crc)
+{
+    static const std::array<uint32_t, 256> table = [] {
+        std::array<uint32_t, 256> t{};
+        for (uint32_t i = 0; i < 256; ++i) {
+            uint32_t c = i;
+            for (int bit = 0; bit < 8; ++bit) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+            t[i] = c;
+        }
+        return t;
+    }();
+    crc = ~crc;
+    for (size_t i = 0; i < size; ++i) crc = (crc >> 8) ^ table[(crc ^ data[i]) & 0xFFu];
+    return ~crc;
+}
+
+bool find_packed_model(const uint8_t *package, size_t size, const std::string &name, PackedModel &out,
+                       std::string &error)
+{
+    if (size < kPackageHeaderBytes || std::memcmp(package, kPackageMagic, 4) != 0) {
+        error = "the packed models are not an ESP-DL PDL3 package (esp-dl >= 3.3.7 packs PDL3)";
+        return false;
+    }
+    uint32_t declared = le32(package + 20), count = le32(package + 56);
+    if (declared > size || (size - kPackageHeaderBytes) / 12 < count) {
+        error = "the PDL3 package is truncated";
+        return false;
+    }
+    for (uint32_t i = 0; i < count; ++i) {
+        const uint8_t *entry = package + kPackageHeaderBytes + 12 * i;
+        uint32_t offset = le32(entry), name_offset = le32(entry + 4), name_length = le32(entry + 8);
+        if (name_offset > declared || name_length > declared - name_offset) break;
+        if (std::string(reinterpret_cast<const char *>(package + name_offset), name_length) != name) continue;
+        if (offset > declared || declared - offset < kEspdlHeaderBytes) break;
+        size_t file_size = kEspdlHeaderBytes + le32(package + offset + 8);
+        if (file_size > declared - offset) break;
+        out = {package + offset, file_size};
+        return true;
+    }
+    error = "the PDL3 package holds no intact '" + name + "'";
+    return false;
+}
+
+bool check_stamp(const uint8_t *file, size_t size, const std::string &recorded, std::string &computed,
+                 std::string &error)
+{
+    computed.clear();
+    // the FlatBuffers string: little-endian length, the characters, a terminating zero
+    std::string needle(4, '\0');
+    for (int i = 0; i < 4; ++i) needle[i] = char((recorded.size() >> (8 * i)) & 0xFFu);
+    needle += recorded;
+    needle.push_back('\0');
+    const char *begin = reinterpret_cast<const char *>(file);
+    const char *end = begin + size;
+    const char *found = std::search(begin, end, needle.begin(), needle.end());
+    if (recorded.size() != 8 || found == end || std::search(found + 1, end, needle.begin(), needle.end()) != end) {
+        error = recorded.empty() ? "no espdl_stream.crc32 stamp in the model's metadata (exported before stamps?)"
+                                 : "the stamp '" + recorded + "' does not occur exactly once as 8 characters";
+        return false;
+    }
+    size_t at = size_t(found - begin) + 4;
+    static const uint8_t placeholder[8] = {'0', '0', '0', '0', '0', '0', '0', '0'};
+    uint32_t crc = crc32(file, at);
+    crc = crc32(placeholder, 8, crc);
+    crc = crc32(file + at + 8, size - at - 8, crc);
+    static const char hex[] = "0123456789abcdef";
+    for (int shift = 28; shift >= 0; shift -= 4) computed.push_back(hex[(crc >> shift) & 0xFu]);
+    if (computed != recorded) {
+        error = "CRC-32 " + computed + ", the exporter recorded " + recorded + ": the model is corrupted";
+        return false;
+    }
+    return true;
+}
+
+bool check_packed_model(const uint8_t *package, size_t size, const std::string &name, const std::string &recorded,
+                        std::string &verdict)
+{
+    PackedModel model;
+    std::string computed, error;
+    bool ok = find_packed_model(package, size, name, model, error) &&
+        check_stamp(model.data, model.size, recorded, computed, error);
+    verdict = ok ? "INTEGRITY PASS: " + name + ", " + std::to_string(model.size) + " bytes, CRC-32 " + computed
+                 : "INTEGRITY FAIL: " + name + ": " + error;
+    return ok;
+}
 
 size_t element_size(ElementType type) { return type == ElementType::Int8 ? 1 : 2; }
 
@@ -262,6 +345,7 @@ StreamResult run_stream(StreamingPort &port, const VectorFile &vectors,
         (t.role == Role::Input ? inputs : outputs).emplace_back(&t, ref);
     }
     std::vector<std::pair<TensorRef, TensorRef>> copies;  // state output -> state input
+    size_t state_bytes = 0;
     for (const auto &pair : state_pairs) {
         TensorRef out, in;
         if (!port.output(pair.first, out) || !port.input(pair.second, in)) {
@@ -274,7 +358,9 @@ StreamResult run_stream(StreamingPort &port, const VectorFile &vectors,
         }
         std::memset(in.data, 0, in.bytes);
         copies.emplace_back(out, in);
+        state_bytes += out.bytes;
     }
+    std::vector<uint8_t> staged(state_bytes);
     for (uint32_t c = 0; c < vectors.chunks; ++c) {
         for (auto &in : inputs) std::memcpy(in.second.data, in.first->chunk(c), in.second.bytes);
         uint64_t start = port.now_us();
@@ -296,7 +382,19 @@ StreamResult run_stream(StreamingPort &port, const VectorFile &vectors,
                 }
             }
         }
-        for (auto &copy : copies) std::memcpy(copy.second.data, copy.first.data, copy.first.bytes);
+        // ESP-DL's memory planner frees a graph input after its last reader and gives its bytes to later
+        // tensors, so one pair's state input may share bytes with another pair's state output. Copying
+        // pair by pair could then overwrite an output before it is read: read every output first.
+        uint8_t *cursor = staged.data();
+        for (auto &copy : copies) {
+            std::memcpy(cursor, copy.first.data, copy.first.bytes);
+            cursor += copy.first.bytes;
+        }
+        cursor = staged.data();
+        for (auto &copy : copies) {
+            std::memcpy(copy.second.data, cursor, copy.second.bytes);
+            cursor += copy.second.bytes;
+        }
     }
     result.passed = result.error.empty() && !result.has_mismatch;
     return result;

@@ -45,6 +45,33 @@ struct VectorFile {
 // wrong magic or version, a CRC mismatch, a truncated file or an unknown element type.
 bool parse_vectors(const uint8_t *bytes, size_t size, VectorFile &out, std::string &error);
 
+// CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320): Python's zlib.crc32, ESP-IDF's esp_rom_crc32_le.
+uint32_t crc32(const uint8_t *data, size_t size, uint32_t crc = 0);
+
+// One .espdl file inside an ESP-DL PDL3 package (esp-dl >= 3.3.7's pack_espdl_models.py): the file's own
+// bytes, without the packer's padding.
+struct PackedModel {
+    const uint8_t *data = nullptr;
+    size_t size = 0;
+};
+
+// Finds the model packed under `name` (its file name, e.g. "model.espdl"). False and an error message
+// for a package that is not PDL3, a truncated one, or a missing name.
+bool find_packed_model(const uint8_t *package, size_t size, const std::string &name, PackedModel &out,
+                       std::string &error);
+
+// The exporter's integrity stamp (export/integrity.py): `recorded` is the file's "espdl_stream.crc32"
+// metadata value; it must occur once in the file as a FlatBuffers string, and equal the CRC-32 of the
+// file with those 8 characters read as "00000000". Sets `computed` (8 lowercase hex digits, or empty if
+// the value cannot be located) and returns whether the file is intact.
+bool check_stamp(const uint8_t *file, size_t size, const std::string &recorded, std::string &computed,
+                 std::string &error);
+
+// Both of the above for the model packed under `name`: `verdict` is one line for the log,
+// "INTEGRITY PASS: model.espdl, 47648 bytes, CRC-32 1446afa1" or "INTEGRITY FAIL: model.espdl: <why>".
+bool check_packed_model(const uint8_t *package, size_t size, const std::string &name, const std::string &recorded,
+                        std::string &verdict);
+
 // (state output, state input) pairs from the streaming model's "state_pairs" metadata,
 // a JSON list of two-string lists such as [["h0_out", "h0_in"], ["c0_out", "c0_in"]].
 bool parse_state_pairs(const std::string &json, std::vector<std::pair<std::string, std::string>> &out,
@@ -98,7 +125,8 @@ struct StreamResult {
 
 // Feeds every chunk of the vector file's input into the port, runs it, compares every output
 // (and state) with the expected integers within the file's tolerance, and copies every state
-// output into its state input before the next chunk. State inputs start at zero.
+// output into its state input before the next chunk (all outputs read before any input is written:
+// the memory planner may give a state input the bytes of another pair's output). State inputs start at zero.
 StreamResult run_stream(StreamingPort &port, const VectorFile &vectors,
                         const std::vector<std::pair<std::string, std::string>> &state_pairs);
 
