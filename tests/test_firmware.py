@@ -1,7 +1,11 @@
-"""The firmware without a board: its portable C++ core on the host, the committed models, the partition budget."""
+"""The firmware without a board: its portable C++ core on the host (with ESP-DL's memory sharing), app_main.cpp
+compiled as ESP-IDF compiles it, the embedding steps of main/CMakeLists.txt, the committed models, the partition budget."""
 
 import csv
+import importlib.util
 import io
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -9,23 +13,53 @@ from pathlib import Path
 
 import pytest
 
-from espdl_stream.export import ppq
+from espdl_stream.export import integrity, ppq
 from espdl_stream.export.cli import main as export_main
 from espdl_stream.export.vectors import VectorFile, read_vectors, write_vectors
 
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
-COMMITTED = {target: FIRMWARE / "main" / "models" / "tcn" / target for target in ("esp32s3", "esp32p4")}
+HOST_TEST = FIRMWARE / "host_test"
+MODELS = FIRMWARE / "main" / "models"
+COMMITTED = {target: MODELS / "tcn" / target for target in ("esp32s3", "esp32p4")}
 SHIPPED_FILES = ("model.espdl", "streaming_model.espdl", "streaming_vectors.bin")
 CODE_BUDGET = 2 * 1024 * 1024  # ESP-IDF, ESP-DL and the app: generous, the packed models come on top
+# tools/cmake/build.cmake: every ESP-IDF release's warning flags (5.3: -Werror=all; 5.4 on: -Werror -Wno-error=extra),
+# -std=gnu++2b (5.3-5.5; 6.0 asks gnu++26, newer than this g++), and the C++ defaults -fno-exceptions -fno-rtti
+IDF_WARNINGS = ["-Wall", "-Wno-error=unused-function", "-Wno-error=unused-variable", "-Wno-error=unused-but-set-variable",
+                "-Wno-error=deprecated-declarations", "-Wextra", "-Wno-unused-parameter", "-Wno-sign-compare",
+                "-Wno-enum-conversion"]
+IDF_FLAG_SETS = {"5.3": ["-Werror=all"], "5.4+": ["-Werror", "-Wno-error=extra"]}
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+memory_plan = _load(HOST_TEST / "memory_plan.py")
+export_models = _load(FIRMWARE / "export_models.py")
+packer = _load(HOST_TEST / "embedding" / "esp-dl" / "fbs_loader" / "pack_espdl_models.py")
+
+
+def _tool(name: str) -> str:
+    """cmake / ninja from PATH, else from their PyPI packages (the test extras)."""
+    found = shutil.which(name)
+    if not found:
+        module = __import__(name)
+        found = shutil.which(name, path=getattr(module, "CMAKE_BIN_DIR", None) or getattr(module, "BIN_DIR", None))
+    assert found, f"{name} is needed to build the firmware's portable core on the host: pip install -e '.[test]'"
+    return found
 
 
 @pytest.fixture(scope="session")
 def host_check(tmp_path_factory) -> Path:
-    for tool in ("cmake", "g++"):
-        assert shutil.which(tool), f"{tool} is needed to build the firmware's portable core on the host"
     build = tmp_path_factory.mktemp("host_build")
-    subprocess.run(["cmake", "-S", str(FIRMWARE / "host_test"), "-B", str(build)], check=True, capture_output=True)
-    subprocess.run(["cmake", "--build", str(build), "-j2"], check=True, capture_output=True)
+    subprocess.run([_tool("cmake"), "-S", str(HOST_TEST), "-B", str(build), "-G", "Ninja",
+                    f"-DCMAKE_MAKE_PROGRAM={_tool('ninja')}"], check=True, capture_output=True)
+    subprocess.run([_tool("cmake"), "--build", str(build)], check=True, capture_output=True)
     return build / "host_check"
 
 
@@ -37,6 +71,16 @@ def lstm_export(tmp_path_factory) -> Path:
     return out
 
 
+def _layout(models_dir: Path, target: str, tmp_path: Path) -> tuple[Path, list]:
+    """Where ESP-DL's planner puts the streaming model's tensors, as host_check --layout reads it."""
+    file = ppq.read_espdl(models_dir / "streaming_model.espdl")
+    plan = memory_plan.plan(file, target)
+    path = tmp_path / f"layout_{target}.txt"
+    path.write_text("\n".join(memory_plan.layout_lines(plan)) + "\n")
+    pairs = [tuple(p) for p in json.loads(file.metadata["state_pairs"])]
+    return path, memory_plan.shared_state_bytes(plan, pairs)
+
+
 def _run(host_check, truth, expected, pairs="[]", *extra):
     done = subprocess.run([str(host_check), str(truth), str(expected), pairs, "100", *extra], capture_output=True, text=True)
     return done.returncode, done.stdout
@@ -46,23 +90,38 @@ def _state_pairs(models_dir: Path) -> str:
     return ppq.read_espdl(models_dir / "streaming_model.espdl").metadata["state_pairs"]
 
 
-@pytest.mark.parametrize("target", ["esp32s3", "esp32p4"])
-def test_core_passes_on_the_committed_default_vectors(host_check, target):
-    vectors = COMMITTED[target] / "streaming_vectors.bin"
-    code, out = _run(host_check, vectors, vectors, _state_pairs(COMMITTED[target]))
+@pytest.mark.parametrize("model", export_models.SHIPPED_MODELS)
+@pytest.mark.parametrize("target", export_models.TARGETS)
+def test_core_passes_on_the_committed_models_in_esp_dl_memory_layout(host_check, model, target, tmp_path):
+    models_dir = MODELS / model / target
+    layout, _ = _layout(models_dir, target, tmp_path)
+    vectors = models_dir / "streaming_vectors.bin"
+    code, out = _run(host_check, vectors, vectors, _state_pairs(models_dir), "--layout", str(layout))
     assert code == 0, out
-    assert "STREAM PASS: 12 chunks, 2 tensors, 0 state pairs" in out and "RESET PASS" in out
+    assert re.search(r"STREAM PASS: 12 chunks, \d+ tensors, \d+ state pairs", out) and "RESET PASS" in out
     assert "latency us min/median/max 1000/" in out
 
 
-def test_core_copies_lstm_states_back_as_the_metadata_says(host_check, lstm_export):
+def test_copy_back_survives_the_bytes_esp_dl_shares(host_check, tmp_path):
+    """ESP-DL's planner frees a state input after its last reader and gives its bytes to later tensors: the
+    committed LSTM's h0_in holds c1_out and h2_out after a run. Copying pair by pair would feed c1_in bytes
+    already overwritten; the runner reads every output before writing any input."""
+    models_dir = MODELS / "lstm" / "esp32s3"
+    layout, shared = _layout(models_dir, "esp32s3", tmp_path)
+    assert ("h0_in", "c1_out") in shared and ("c0_in", "c2_out") in shared, shared
+    vectors, pairs = models_dir / "streaming_vectors.bin", _state_pairs(models_dir)
+    code, out = _run(host_check, vectors, vectors, pairs, "--layout", str(layout))
+    assert code == 0 and "STREAM PASS: 12 chunks, 8 tensors, 6 state pairs" in out, out
+    code, out = _run(host_check, vectors, vectors, pairs, "--layout", str(layout), "--no-copy-back")
+    assert code == 1 and "ORACLE: chunk 1 was fed a wrong" in out  # the oracle notices a missing copy-back
+
+
+def test_copy_back_in_the_16_bit_lstm_layout(host_check, lstm_export, tmp_path):
+    layout, shared = _layout(lstm_export, "esp32p4", tmp_path)
+    assert shared
     vectors = lstm_export / "streaming_vectors.bin"
-    pairs = _state_pairs(lstm_export)
-    code, out = _run(host_check, vectors, vectors, pairs)
-    assert code == 0, out
-    assert "STREAM PASS: 24 chunks, 8 tensors, 6 state pairs" in out
-    code, out = _run(host_check, vectors, vectors, pairs, "--no-copy-back")
-    assert code == 1 and "ORACLE: chunk 1 was fed a wrong 'c0_in'" in out  # the oracle notices a missing copy-back
+    code, out = _run(host_check, vectors, vectors, _state_pairs(lstm_export), "--layout", str(layout))
+    assert code == 0 and "STREAM PASS: 24 chunks, 8 tensors, 6 state pairs" in out, out
 
 
 def test_corrupted_vector_file_is_refused(host_check, tmp_path):
@@ -107,11 +166,7 @@ def test_int16_tolerance_is_one_step(host_check, lstm_export, tmp_path):
 
 
 def _packed_size(models_dir: Path) -> int:
-    """Size of ESP-DL's PDL3 pack of the folder's .espdl files: 60-byte header, 12 bytes and the name per
-    model, aligned to 16, then each model padded to 16 bytes."""
-    models = sorted(models_dir.glob("*.espdl"))
-    header = 60 + sum(12 + len(m.name) for m in models)
-    return (header + 15) // 16 * 16 + sum((m.stat().st_size + 15) // 16 * 16 for m in models)
+    return len(packer.pack([models_dir / "model.espdl", models_dir / "streaming_model.espdl"]))
 
 
 def _factory_partition_bytes() -> int:
@@ -120,19 +175,20 @@ def _factory_partition_bytes() -> int:
     return int(size[:-1]) * 1024 * 1024 if size.endswith("M") else int(size, 0)
 
 
-@pytest.mark.parametrize("target", ["esp32s3", "esp32p4"])
+@pytest.mark.parametrize("target", export_models.TARGETS)
 def test_packed_models_fit_the_app_partition(target, lstm_export):
-    for models_dir in (COMMITTED[target], lstm_export):
+    for models_dir in [MODELS / model / target for model in export_models.SHIPPED_MODELS] + [lstm_export]:
         needed = _packed_size(models_dir) + (models_dir / "streaming_vectors.bin").stat().st_size + CODE_BUDGET
         assert needed <= _factory_partition_bytes(), f"{models_dir}: {needed} bytes"
 
 
-@pytest.mark.parametrize("target", ["esp32s3", "esp32p4"])
-def test_committed_models_regenerate_byte_identical(target, tmp_path):
-    assert export_main(["--target", target, "--out", str(tmp_path), "--quiet"]) == 0
+@pytest.mark.parametrize("model,target", [("tcn", "esp32s3"), ("lstm", "esp32p4")])
+def test_committed_models_regenerate_byte_identical(model, target, tmp_path):
+    """Two of the six (firmware/export_models.py regenerates them all with the same arguments)."""
+    assert export_main(export_models.export_args(model, target, tmp_path)) == 0
     for name in SHIPPED_FILES:
-        assert (tmp_path / name).read_bytes() == (COMMITTED[target] / name).read_bytes(), (
-            f"{target}/{name} differs from a fresh `export-espdl --target {target}`: re-export and commit it")
+        assert (tmp_path / name).read_bytes() == (MODELS / model / target / name).read_bytes(), (
+            f"{model}/{target}/{name} differs from a fresh export: run python firmware/export_models.py and commit")
 
 
 def test_board_test_is_skipped_without_a_board():
@@ -146,9 +202,122 @@ def test_firmware_project_follows_esp_idf_conventions():
                  "sdkconfig.defaults", "sdkconfig.defaults.esp32s3", "sdkconfig.defaults.esp32p4", "partitions.csv",
                  "pytest_streaming.py", "README.md"):
         assert (FIRMWARE / path).is_file(), path
-    app = (FIRMWARE / "main" / "app_main.cpp").read_text()
-    assert "get_metadata_prop(\"state_pairs\")" in app and "test()" in app and "reset()" in app
     assert not any("esp_" in line or "dl_" in line for line in (FIRMWARE / "main/stream_check/stream_check.hpp").read_text().splitlines()
                    if line.startswith("#include"))
-    for target in ("esp32s3", "esp32p4"):
-        assert all((COMMITTED[target] / name).is_file() for name in SHIPPED_FILES)
+    for model in export_models.SHIPPED_MODELS:
+        for target in export_models.TARGETS:
+            assert all((MODELS / model / target / name).is_file() for name in SHIPPED_FILES)
+
+
+# ---------------------------------------------------------------- app_main.cpp as ESP-IDF compiles it
+def _version(text: str) -> int:
+    major, minor, patch = (int(p) for p in (text.split(".") + ["0", "0"])[:3])
+    return major * 10000 + minor * 100 + patch
+
+
+def _manifest_ranges() -> dict[str, tuple[int, int]]:
+    """(lowest admitted, first excluded) version of ESP-IDF and ESP-DL in main/idf_component.yml (">=a,<b")."""
+    text = (FIRMWARE / "main" / "idf_component.yml").read_text()
+    specs = {"idf": re.search(r'^\s*idf:\s*"([^"]+)"', text, re.M).group(1),
+             "esp-dl": re.search(r'espressif/esp-dl:(?:\s*\n\s*#[^\n]*)*\s*\n\s*version:\s*"([^"]+)"', text).group(1)}
+    ranges = {}
+    for name, spec in specs.items():
+        low, high = re.fullmatch(r">=([\d.]+),\s*<([\d.]+)", spec).groups()
+        ranges[name] = (_version(low), _version(high))
+    return ranges
+
+
+def _compile_app_main(espdl_version: int, flags: list[str], app: Path = FIRMWARE / "main" / "app_main.cpp"):
+    standin = HOST_TEST / "idf_standin"
+    return subprocess.run(["g++", "-std=gnu++2b", "-fsyntax-only", "-include", str(standin / "target_abi.h"),
+                           *IDF_WARNINGS, *flags, "-fno-exceptions", "-fno-rtti", "-D_GNU_SOURCE",
+                           f"-DESPDL_VERSION={espdl_version}", f"-I{standin}", f"-I{FIRMWARE / 'main' / 'stream_check'}",
+                           str(app), str(FIRMWARE / "main" / "stream_check" / "stream_check.cpp")],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("idf", sorted(IDF_FLAG_SETS))
+def test_app_main_compiles_with_esp_idf_flags_and_the_chips_integer_types(idf):
+    """At the oldest ESP-DL the manifest admits; uint32_t is unsigned long as on the chips (target_abi.h)."""
+    done = _compile_app_main(_manifest_ranges()["esp-dl"][0], IDF_FLAG_SETS[idf])
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_abi_check_catches_a_format_that_fits_only_the_host(tmp_path):
+    app = tmp_path / "app_main.cpp"
+    source = (FIRMWARE / "main" / "app_main.cpp").read_text()
+    app.write_text(source + '\nvoid print_chunks(uint32_t chunks) { printf("%u chunks\\n", chunks); }\n')
+    done = _compile_app_main(_manifest_ranges()["esp-dl"][0], IDF_FLAG_SETS["5.4+"], app)
+    assert done.returncode != 0 and "format" in done.stderr and "long unsigned int" in done.stderr, done.stderr
+
+
+def test_the_manifest_admits_only_esp_dl_releases_the_firmware_works_with():
+    ranges = _manifest_ranges()
+    espdl_low, espdl_high = ranges["esp-dl"]
+    assert espdl_low >= 30302, "Model::reset() exists from ESP-DL 3.3.2"
+    assert espdl_low >= 30307, "the PDL3 package the boot check reads is packed from ESP-DL 3.3.7"
+    if ranges["idf"][1] > 60000:
+        assert espdl_low >= 30308, "ESP-DL builds on ESP-IDF 6.0 from 3.3.8"
+    assert espdl_high <= 30400, "the emulator and the vectors follow ESP-DL 3.3's integer rules"
+    assert ranges["idf"] == (50300, 60100), "the ESP-IDF releases checked: 5.3.x to 6.0.x (firmware/README.md)"
+    assert _compile_app_main(30300, IDF_FLAG_SETS["5.4+"]).returncode != 0  # 3.3.0 had no Model::reset()
+
+
+# ---------------------------------------------------------------- main/CMakeLists.txt's packing and embedding
+def _embed(tmp_path: Path, model: str, target: str, main_dir: Path = FIRMWARE / "main"):
+    build = tmp_path / "build"
+    configure = subprocess.run([_tool("cmake"), "-S", str(HOST_TEST / "embedding"), "-B", str(build), "-G", "Ninja",
+                                f"-DCMAKE_MAKE_PROGRAM={_tool('ninja')}", f"-DIDF_TARGET={target}", f"-DESPDL_MODEL={model}",
+                                f"-DPYTHON={sys.executable}", f"-DMAIN_DIR={main_dir}"], capture_output=True, text=True)
+    if configure.returncode:
+        return configure
+    return subprocess.run([_tool("cmake"), "--build", str(build)], capture_output=True, text=True)
+
+
+def _stamps(models_dir: Path) -> list[str]:
+    return [f"{name}={integrity.check(models_dir / name)[0]}" for name in ("model.espdl", "streaming_model.espdl")]
+
+
+def test_embedding_steps_build_and_the_boot_check_passes(tmp_path):
+    built = _embed(tmp_path, "gru", "esp32p4")
+    assert built.returncode == 0, built.stdout + built.stderr
+    done = subprocess.run([str(tmp_path / "build" / "embedded_check"), *_stamps(MODELS / "gru" / "esp32p4")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+    packed = (tmp_path / "build" / "espdl_models" / "models.espdl").read_bytes()
+    assert packed == packer.pack([MODELS / "gru" / "esp32p4" / n for n in ("model.espdl", "streaming_model.espdl")])
+    assert "16-byte aligned" in done.stdout and "NOT" not in done.stdout
+    assert done.stdout.count("INTEGRITY PASS") == 2 and "VECTORS PASS: 12 chunks" in done.stdout
+
+
+def _copy_of_main(tmp_path: Path, target: str) -> Path:
+    main = tmp_path / "main"
+    (main / "models" / "tcn").mkdir(parents=True)
+    shutil.copy(FIRMWARE / "main" / "CMakeLists.txt", main)
+    shutil.copytree(MODELS / "tcn" / target, main / "models" / "tcn" / target)
+    return main
+
+
+def test_embedding_without_cmake_dir_fails_as_with_esp_dl(tmp_path):
+    """ESP-DL's utilities.cmake finds its script through cmake_dir; the stand-in keeps that contract."""
+    main = _copy_of_main(tmp_path, "esp32s3")
+    cmake = main / "CMakeLists.txt"
+    fixed = "set(cmake_dir ${espdl_dir}/fbs_loader/cmake)\ninclude(${cmake_dir}/utilities.cmake)"
+    assert fixed in cmake.read_text()
+    cmake.write_text(cmake.read_text().replace(fixed, "include(${espdl_dir}/fbs_loader/cmake/utilities.cmake)"))
+    built = _embed(tmp_path, "tcn", "esp32s3", main)
+    assert built.returncode != 0
+    assert "/data_file_embed_asm_aligned.cmake', needed by 'models.espdl.S', missing" in built.stdout + built.stderr
+
+
+def test_boot_check_refuses_a_model_with_one_flipped_byte(tmp_path):
+    main = _copy_of_main(tmp_path, "esp32s3")
+    model = main / "models" / "tcn" / "esp32s3" / "model.espdl"
+    stamps = _stamps(model.parent)
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01  # a weight
+    model.write_bytes(bytes(data))
+    assert _embed(tmp_path, "tcn", "esp32s3", main).returncode == 0
+    done = subprocess.run([str(tmp_path / "build" / "embedded_check"), *stamps], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "INTEGRITY FAIL: model.espdl: CRC-32" in done.stdout and "INTEGRITY PASS: streaming_model.espdl" in done.stdout
