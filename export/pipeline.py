@@ -22,6 +22,7 @@ import torch
 
 from .. import __version__
 from ..calibration import FbankConfig, LabeledClips
+from ..calibration.loaders import check_values
 from ..models import clip_decision, streaming_rules
 from . import integrity, onnx_graph, ppq, verify
 from .artifacts import staged_output
@@ -59,6 +60,8 @@ class ExportConfig:
             raise ExportError(f"{self.bits} bits is not supported: choose 8 or 16")
         if self.calib_steps < 1 or self.verify_clips < 1:
             raise ExportError("calibration steps and verification clips must be at least 1")
+        if self.chunk < 1 or self.frames < 1:
+            raise ExportError(f"chunk ({self.chunk}) and offline length ({self.frames}) must be at least 1 frame")
 
 
 @dataclass
@@ -153,8 +156,10 @@ def export_streaming(
     model = model.eval()
     frontend = frontend or FbankConfig()
     n_mels = calibration.shape[1]
-    if calibration.shape[2] != config.frames or verification.shape[2] != config.frames:
-        raise ExportError(f"calibration and verification clips must have {config.frames} frames")
+    if any(a.ndim != 3 or a.shape[2] != config.frames for a in (calibration, verification)):
+        raise ExportError(f"calibration and verification must be [clips, n_mels, {config.frames} frames] arrays")
+    check_values(calibration, "calibration clips")
+    check_values(verification, "verification clips")
     progress = Progress(8 + (evaluation is not None), echo)
     checks: list[verify.Check] = []
     started = time.perf_counter()

@@ -33,10 +33,10 @@ def test_synthetic_features_are_reproducible_and_speech_like():
     assert a.max() - a.min() > 10  # speech spans a wide dynamic range in log-mel
 
 
-def test_loads_wav_folder_resampling_and_windowing(tmp_path):
+def test_loads_wav_folder_and_windowing(tmp_path):
     rng = np.random.default_rng(1)
     write_wav(tmp_path / "a.wav", 0.1 * rng.standard_normal(16000 * 2))
-    write_wav(tmp_path / "b.wav", 0.1 * rng.standard_normal(8000), rate=8000)  # resampled to 16 kHz
+    write_wav(tmp_path / "b.wav", 0.1 * rng.standard_normal(16000))
     clips = load_features(tmp_path, frames=96)
     assert clips.shape[1:] == (40, 96) and clips.dtype == np.float32
     assert len(clips) == 2 + 1  # 2 s give two windows of 96 frames, 1 s gives one
@@ -56,8 +56,8 @@ def test_loads_npy_and_npz(tmp_path):
         (lambda d: None, "no .wav, .npy or .npz files"),
         (lambda d: (d / "x.wav").write_bytes(b"not audio at all"), "not a readable PCM WAV"),
         (lambda d: np.save(d / "x.npy", np.full((40, 100), np.nan, np.float32)), "NaN or Inf"),
-        (lambda d: np.save(d / "x.npy", np.zeros((13, 100), np.float32)), r"expected \[40 mel bins, frames\]"),
-        (lambda d: np.save(d / "x.npy", np.zeros((40, 50), np.float32)), "shorter than the offline length"),
+        (lambda d: np.save(d / "x.npy", np.ones((13, 100), np.float32)), r"expected \[40 mel bins, frames\]"),
+        (lambda d: np.save(d / "x.npy", np.random.default_rng(0).standard_normal((40, 50))), "shorter than the offline length"),
     ],
 )
 def test_bad_data_is_refused_with_one_clear_line(tmp_path, make, message):
@@ -65,6 +65,78 @@ def test_bad_data_is_refused_with_one_clear_line(tmp_path, make, message):
     with pytest.raises(DataError, match=message) as e:
         load_features(tmp_path, frames=96)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "array,message",
+    [
+        (np.full((40, 100), 1e30), "values reach 1e[+]30, beyond what any audio front end gives"),
+        (np.full((40, 100), -15.94), "every value is -15.94 [(]silence or padding, no signal[)]"),
+        (np.random.default_rng(0).standard_normal((40, 100)) * 1e-6, "values span only"),
+        (np.array([[np.inf] + [0.0] * 99] * 40), "NaN or Inf"),
+        (np.zeros((40, 100), np.complex64), "values of type complex64, expected real numbers"),
+        (np.ones((40, 100), bool), "values of type bool"),
+        (np.ones(100), r"shape \[100\], expected \[40 mel bins, frames\]"),
+        (np.ones((2, 2, 40, 100)), r"shape \[2, 2, 40, 100\]"),
+        (np.ones((40, 0)), "empty"),
+    ],
+)
+def test_data_no_front_end_makes_is_refused(tmp_path, array, message):
+    np.save(tmp_path / "x.npy", array)
+    with pytest.raises(DataError, match=message) as e:
+        load_features(tmp_path / "x.npy", frames=96)
+    assert "\n" not in str(e.value)
+
+
+def test_one_source_without_signal_is_named_among_good_ones(tmp_path):
+    rng = np.random.default_rng(0)
+    write_wav(tmp_path / "a.wav", 0.1 * rng.standard_normal(16000 * 2))
+    write_wav(tmp_path / "b.wav", np.zeros(16000 * 2))  # digital silence: every frame at the log floor
+    with pytest.raises(DataError, match="b.wav: every value is"):
+        load_features(tmp_path, frames=96)
+
+
+def test_audio_at_another_rate_is_refused_not_resampled(tmp_path):
+    write_wav(tmp_path / "b.wav", 0.1 * np.random.default_rng(1).standard_normal(16000), rate=8000)
+    with pytest.raises(DataError, match="8000 Hz audio; the front end takes 16000 Hz: convert it first"):
+        load_features(tmp_path, frames=96)
+
+
+@pytest.mark.parametrize("block_frames", [1, 7, 100])
+def test_wav_features_block_by_block_equal_the_whole_file(tmp_path, block_frames):
+    """Blocks are the front end on sample ranges covering whole frames, the rest carried over: the same frames as
+    the whole file, each from the same samples (equal here; the bound allows a BLAS that sums a different number of
+    rows in another order one float32 step apart; a frame off by one sample differs by far more)."""
+    from espdl_stream.calibration.loaders import read_wav, wav_features
+
+    rng = np.random.default_rng(2)
+    write_wav(tmp_path / "a.wav", 0.1 * rng.standard_normal(16000 * 3 + 123))
+    samples, _ = read_wav(tmp_path / "a.wav")
+    whole = fbank(samples)
+    blocks = list(wav_features(tmp_path / "a.wav", block_frames=block_frames))
+    assert max(b.shape[1] for b in blocks) <= block_frames + 2  # at most the frames whose samples one read completes
+    joined = np.concatenate(blocks, axis=1)
+    assert joined.shape == whole.shape == (40, 1 + (16000 * 3 + 123 - 400) // 160)
+    assert np.abs(joined - whole).max() <= 1e-5
+
+
+def test_a_long_recording_takes_bounded_memory(tmp_path):
+    """Five minutes of audio: the whole file's front end would allocate about 500 MB at once; block by block
+    stays under 30 MB whatever the length."""
+    import tracemalloc
+
+    from espdl_stream.calibration.loaders import feature_stream
+
+    write_wav(tmp_path / "long.wav", 0.1 * np.random.default_rng(3).standard_normal(16000 * 300))
+    tracemalloc.start()
+    try:
+        frames, blocks = feature_stream(tmp_path / "long.wav")
+        total = sum(b.shape[1] for b in blocks)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert total == frames == 1 + (16000 * 300 - 400) // 160
+    assert peak < 30e6, f"{peak / 1e6:.0f} MB"
 
 
 def test_missing_path_and_too_few_clips(tmp_path):
