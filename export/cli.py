@@ -3,26 +3,81 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 
-from ..calibration import DataError, FbankConfig, calibration_clips, fbank, keyword_eval_set, load_features, require_clips
+from ..calibration import DataError, FbankConfig, calibration_clips, keyword_eval_set, load_features, require_clips
+from ..calibration.loaders import feature_stream
 from ..models import MODEL_NAMES, build_model, training_summary, weights_path
 from . import verify
+from .artifacts import check_output_dir
 from .errors import ExportError
-from .pipeline import BITS, TARGETS, ExportConfig, ExportResult, export_streaming
+from .pipeline import BITS, STREAMING_FILE, TARGETS, ExportConfig, ExportResult, export_streaming
 from .ppq import read_espdl
 from .vectors import VectorFormatError, read_vectors
 
 EXIT_FAILED_CHECK, EXIT_USAGE = 1, 2
+# Bounds of the numeric arguments: beyond them a run would only exhaust memory (a chunk is one streaming step,
+# 10 s at most; an offline clip 100 s).
+MAX_CHUNK_FRAMES, MAX_OFFLINE_FRAMES, MAX_CALIBRATION_CLIPS = 1000, 10000, 4096
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, exit code 2
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+# Argument validators: each refuses a bad value in one line at parse time, before any work starts.
+
+def whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """argparse type: a whole number in [minimum, maximum]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"at least {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def existing_file(text: str) -> Path:
+    """argparse type: a file that exists and can be read."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a folder: give a file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{path}: no such file")
+    if not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{path}: not readable")
+    return path
+
+
+def existing_path(text: str) -> Path:
+    """argparse type: a file or folder that exists."""
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{path}: no such file or directory")
+    return path
+
+
+def export_folder(text: str) -> Path:
+    """argparse type: a folder export-espdl wrote (holding streaming_model.espdl)."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: no such folder (give the --out folder of an export)")
+    if not (path / STREAMING_FILE).is_file():
+        raise argparse.ArgumentTypeError(f"{path} holds no {STREAMING_FILE}: give the --out folder of an export")
+    return path
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,19 +93,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=MODEL_NAMES, default="tcn", help="shipped model to export (default: tcn)")
     p.add_argument("--target", choices=TARGETS, default=defaults.target, help="chip (default: %(default)s)")
     p.add_argument("--bits", type=int, choices=BITS, default=defaults.bits, help="integer width (default: %(default)s)")
-    p.add_argument("--chunk", type=int, default=defaults.chunk, metavar="FRAMES",
+    p.add_argument("--chunk", type=whole_number(1, MAX_CHUNK_FRAMES), default=defaults.chunk, metavar="FRAMES",
                    help="frames per streaming step; a multiple of the model's time stride (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=defaults.frames, metavar="FRAMES",
+    p.add_argument("--frames", type=whole_number(1, MAX_OFFLINE_FRAMES), default=defaults.frames, metavar="FRAMES",
                    help="offline input length, a whole number of chunks (default: %(default)s)")
-    p.add_argument("--calib", type=Path, metavar="PATH",
+    p.add_argument("--calib", type=existing_path, metavar="PATH",
                    help="calibration data: a folder of .wav or .npy [n_mels, frames] files, or one .npy/.npz "
                         "(default: the shipped set of recorded and synthetic speech, calibration/data/)")
     p.add_argument("--weights", choices=("trained", "random"), default="trained",
                    help="the shipped trained weights (models/weights/) or a random initialisation from --seed")
-    p.add_argument("--calib-steps", type=int, default=defaults.calib_steps, metavar="N",
+    p.add_argument("--calib-steps", type=whole_number(1, MAX_CALIBRATION_CLIPS), default=defaults.calib_steps, metavar="N",
                    help="calibration clips (default: %(default)s)")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: firmware/main/models/<model>/<target>, what `idf.py -DESPDL_MODEL=<model>` builds)")
-    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of weights and synthetic data (default: %(default)s)")
+    p.add_argument("--seed", type=whole_number(0, 2**32 - 1), default=defaults.seed, help="seed of weights and synthetic data (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the verdict table")
     return p
 
@@ -100,28 +155,27 @@ def verify_parser() -> argparse.ArgumentParser:
         "copied back to their inputs) against the offline file on the same prefix and, when given, the per-chunk "
         "vectors. Exit 0 only if everything matches.",
     )
-    p.add_argument("--offline", type=Path, required=True, help="offline model.espdl (with embedded test values)")
-    p.add_argument("--streaming", type=Path, required=True, help="streaming_model.espdl")
+    p.add_argument("--offline", type=existing_file, required=True, help="offline model.espdl (with embedded test values)")
+    p.add_argument("--streaming", type=existing_file, required=True, help="streaming_model.espdl")
     p.add_argument("--target", choices=TARGETS, help="chip whose rounding to emulate (default: from the metadata)")
-    p.add_argument("--vectors", type=Path, help="streaming_vectors.bin to compare every chunk with")
+    p.add_argument("--vectors", type=existing_file, help="streaming_vectors.bin to compare every chunk with")
     return p
 
 
 def verify_main(argv: list[str]) -> int:
-    args = verify_parser().parse_args(argv)
+    return refusing_in_one_line("export-espdl verify", _verify, verify_parser().parse_args(argv), refused=(ValueError,))
+
+
+def _verify(args: argparse.Namespace) -> int:
+    target = args.target or read_espdl(args.streaming).metadata.get("target")
+    if target not in TARGETS:
+        raise ExportError("the streaming file does not name its target: give --target esp32s3 or esp32p4")
     try:
-        for path in (args.offline, args.streaming, args.vectors):
-            if path is not None and not path.is_file():
-                raise ExportError(f"{path}: no such file")
-        target = args.target or read_espdl(args.streaming).metadata.get("target")
-        if target not in TARGETS:
-            raise ExportError("the streaming file does not name its target: give --target esp32s3 or esp32p4")
         vectors = read_vectors(args.vectors.read_bytes()) if args.vectors else None
-        checks = [verify.emulate_test_values(args.offline, target)]
-        checks += verify.emulate_streaming(args.offline, args.streaming, target, vectors)
-    except (ExportError, VectorFormatError, ValueError) as e:
-        print(f"export-espdl verify: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    except VectorFormatError as e:
+        raise VectorFormatError(f"{args.vectors}: {e}") from None
+    checks = [verify.emulate_test_values(args.offline, target)]
+    checks += verify.emulate_streaming(args.offline, args.streaming, target, vectors)
     passed = all(c.passed for c in checks)
     print(f"{args.streaming} against {args.offline}, emulating {target}")
     print("\n".join(check_lines(checks)))
@@ -135,80 +189,104 @@ def stream_parser() -> argparse.ArgumentParser:
         description="Play a recording through a streaming model chunk by chunk, as it would arrive: per-chunk top "
         "keyword and score, the decision over the whole stream, latency and real-time factor.",
     )
-    p.add_argument("input", type=Path, help="a 16 kHz mono .wav, or a .npy of [n_mels, frames] features")
+    p.add_argument("input", type=existing_file, help="a 16 kHz mono .wav, or a .npy of [n_mels, frames] features")
     p.add_argument("--model", choices=MODEL_NAMES, default="tcn", help="shipped model (float, ONNX Runtime)")
-    p.add_argument("--chunk", type=int, default=ExportConfig().chunk, metavar="FRAMES", help="frames per step")
-    p.add_argument("--espdl", type=Path, metavar="DIR",
+    p.add_argument("--chunk", type=whole_number(1, MAX_CHUNK_FRAMES), metavar="FRAMES",
+                   help=f"frames per step (default: {ExportConfig().chunk}; with --espdl: the file's)")
+    p.add_argument("--espdl", type=export_folder, metavar="DIR",
                    help="instead: a folder export-espdl wrote; its streaming_model.espdl runs in the ESP-DL emulator")
     p.add_argument("--quiet", action="store_true", help="only the final decision and statistics")
     return p
 
 
-def _stream_features(path: Path, frontend: FbankConfig) -> np.ndarray:
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    if path.suffix.lower() == ".wav":
-        from ..calibration.loaders import read_wav
-
-        samples, rate = read_wav(path)
-        if rate != frontend.sample_rate:
-            raise DataError(f"{path}: {rate} Hz audio; the models take {frontend.sample_rate} Hz "
-                            f"(convert it, e.g. sox in.wav -r {frontend.sample_rate} out.wav)")
-        features = fbank(samples, frontend)
-    elif path.suffix.lower() == ".npy":
-        features = np.load(path, allow_pickle=False).astype(np.float32)
-        if features.ndim != 2 or features.shape[0] != frontend.n_mels:
-            raise DataError(f"{path}: features of shape {list(features.shape)}, expected [{frontend.n_mels} mel bins, frames]")
-    else:
-        raise DataError(f"{path}: give a .wav recording or a .npy of features")
-    if features.shape[1] == 0 or not np.isfinite(features).all():
-        raise DataError(f"{path}: no usable audio (empty, shorter than one 25 ms frame, or NaN/Inf)")
-    return features
+def chunks_of(blocks: Iterator[np.ndarray], chunk: int) -> Iterator[np.ndarray]:
+    """[n_mels, chunk] pieces of a stream of [n_mels, any] feature blocks; frames that fill no chunk are dropped."""
+    pending = None
+    for block in blocks:
+        pending = block if pending is None or not pending.shape[1] else np.concatenate([pending, block], axis=1)
+        whole = pending.shape[1] // chunk * chunk
+        for start in range(0, whole, chunk):
+            yield pending[:, start : start + chunk]
+        pending = pending[:, whole:]
 
 
 def stream_main(argv: list[str]) -> int:
+    return refusing_in_one_line("export-espdl stream", _stream, stream_parser().parse_args(argv), refused=(ValueError,))
+
+
+def _stream(args: argparse.Namespace) -> int:
     from ..calibration import keyword_eval_set
     from .runtime import EmulatedSession, StreamingModel, StreamingSession
 
-    args = stream_parser().parse_args(argv)
     frontend = FbankConfig()
-    try:
-        features = _stream_features(args.input, frontend)
-        if args.espdl:
-            session, source = EmulatedSession(args.espdl / "streaming_model.espdl"), f"{args.espdl} in the ESP-DL emulator"
-        else:
-            model = StreamingModel.from_torch(build_model(args.model), frontend.n_mels, args.chunk * 4, args.chunk,
-                                              frontend.frames_per_second)
-            session, source = StreamingSession(model), f"{args.model} (float, ONNX Runtime)"
-            session.warm_up()
-    except (ExportError, DataError, ValueError) as e:
-        print(f"export-espdl stream: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    frames, blocks = feature_stream(args.input, frontend)
+    if args.espdl:
+        session, source = EmulatedSession(args.espdl / STREAMING_FILE), f"{args.espdl} in the ESP-DL emulator"
+        if args.chunk not in (None, session.chunk):
+            raise ExportError(f"--chunk {args.chunk}: {args.espdl / STREAMING_FILE} takes chunks of {session.chunk} "
+                              "frames; leave --chunk out with --espdl")
+        chunk = session.chunk
+    else:
+        chunk = args.chunk or ExportConfig().chunk
+        model, _ = shipped_model(args.model)
+        model = StreamingModel.from_torch(model, frontend.n_mels, chunk * 4, chunk, frontend.frames_per_second)
+        session, source = StreamingSession(model), f"{args.model} (float, ONNX Runtime)"
+        session.warm_up()
     classes = keyword_eval_set().classes
-    chunk = session.chunk if args.espdl else args.chunk
-    n = features.shape[1] // chunk
+    n = frames // chunk
+    if frames == 0:
+        raise DataError(f"{args.input}: no usable audio (empty, or shorter than one {frontend.frame_length_ms:g} ms frame)")
     if n == 0:
-        print(f"export-espdl stream: error: {args.input}: {features.shape[1]} frames, fewer than one {chunk}-frame chunk",
-              file=sys.stderr)
-        return EXIT_USAGE
-    print(f"{args.input}: {features.shape[1]} frames ({features.shape[1] / frontend.frames_per_second:.2f} s) "
+        raise DataError(f"{args.input}: {frames} frames, fewer than one {chunk}-frame chunk")
+    print(f"{args.input}: {frames} frames ({frames / frontend.frames_per_second:.2f} s) "
           f"in {n} chunks of {chunk} through {source}")
-    outputs = []
-    for k in range(n):
-        y = session.process(features[:, k * chunk : (k + 1) * chunk])
-        outputs.append(y)
+    logit_sum, streamed = 0.0, 0  # the decision is the time-average of every frame's logits, kept as a running sum
+    for k, features in enumerate(chunks_of(blocks, chunk)):
+        y = session.process(features)
+        logit_sum, streamed = logit_sum + y.sum(axis=-1, dtype=np.float64), streamed + y.shape[-1]
         if not args.quiet:
             logits = y.mean(axis=-1)
             p = np.exp(logits - logits.max())
             p /= p.sum()
             print(f"{(k + 1) * chunk / frontend.frames_per_second:7.2f} s  {classes[int(p.argmax())]:>8s}  {p.max():.2f}")
-    decision = np.concatenate(outputs, axis=-1).mean(axis=-1)
+    decision = logit_sum / streamed
     stats = session.stats.summary()
     print(f"whole stream: {classes[int(decision.argmax())]}; {stats['chunks']} chunks, mean {stats['mean_ms']:.3f} ms, "
           f"p95 {stats['p95_ms']:.3f} ms per chunk, real-time factor {stats['real_time_factor']:.5f}")
-    if features.shape[1] % chunk:
-        print(f"({features.shape[1] % chunk} trailing frames did not fill a chunk and were not streamed)")
+    if frames % chunk:
+        print(f"({frames % chunk} trailing frames did not fill a chunk and were not streamed)")
     return 0
+
+
+def shipped_model(name: str, seed: int = 0, trained: bool = True) -> tuple[torch.nn.Module, dict]:
+    """A shipped model and the report's note on its weights. Missing or unreadable shipped weights are an error
+    (ExportError), never a silent random model."""
+    path = weights_path(name)
+    try:
+        model = build_model(name, seed, trained=trained)
+        if not trained:
+            return model, {"weights": f"random initialisation (seed {seed})"}
+        return model, {"weights": f"trained: {path.name}", "training": training_summary(name)}
+    except FileNotFoundError:
+        raise ExportError(f"{path}: the shipped weights of {name} are missing: reinstall espdl-stream, or give "
+                          "--weights random for a random initialisation") from None
+    except (SafetensorError, RuntimeError, ValueError, OSError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"{path}: the shipped weights of {name} cannot be loaded ({reason}): reinstall "
+                          "espdl-stream") from None
+
+
+def refusing_in_one_line(prog: str, command: Callable[[argparse.Namespace], int], args: argparse.Namespace,
+                         refused: tuple[type[Exception], ...] = ()) -> int:
+    """Run a command; an error the user can cause (bad data, an unusable file or place) is one line and exit 2."""
+    try:
+        return command(args)
+    except (ExportError, DataError, VectorFormatError, *refused) as e:
+        message = str(e)
+    except OSError as e:  # the disk, permissions: name the file and the reason
+        message = f"{e.filename}: {e.strerror}" if e.filename else str(e)
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,30 +296,30 @@ def main(argv: list[str] | None = None) -> int:
         return verify_main(argv[1:])
     if argv[:1] == ["stream"]:
         return stream_main(argv[1:])
-    args = parser().parse_args(argv)
+    return refusing_in_one_line("export-espdl", _export, parser().parse_args(argv))
+
+
+def _export(args: argparse.Namespace) -> int:
     config = ExportConfig(target=args.target, bits=args.bits, chunk=args.chunk, frames=args.frames,
                           calib_steps=args.calib_steps, seed=args.seed)
     out = args.out or Path("firmware/main/models") / args.model / args.target
+    check_output_dir(out)  # before any work: a file in the way, a folder not writable, another export there
     echo = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     frontend = FbankConfig()
-    try:
-        config.validate()
-        calibration, verification, source = _features(args, config, frontend)
-        trained = args.weights == "trained" and weights_path(args.model).is_file()
-        model = build_model(args.model, args.seed, trained=trained)
-        weights = {"weights": f"trained: {weights_path(args.model).name}", "training": training_summary(args.model)} \
-            if trained else {"weights": f"random initialisation (seed {args.seed})"}
-        result = export_streaming(
-            model, calibration, verification, config, out, model_name=args.model, frontend=frontend,
-            notes={**weights, "calibration": source}, echo=echo,
-            evaluation=keyword_eval_set() if trained else None,
-        )
-    except (ExportError, DataError) as e:
-        print(f"export-espdl: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+    config.validate()
+    calibration, verification, source = _features(args, config, frontend)
+    trained = args.weights == "trained"
+    model, weights = shipped_model(args.model, args.seed, trained)
+    result = export_streaming(
+        model, calibration, verification, config, out, model_name=args.model, frontend=frontend,
+        notes={**weights, "calibration": source}, echo=echo,
+        evaluation=keyword_eval_set() if trained else None,
+    )
     print(verdict_table(result))
     return 0 if result.passed else EXIT_FAILED_CHECK
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ..launcher import main as launch  # Ctrl-C and SIGTERM as one line
+
+    sys.exit(launch())

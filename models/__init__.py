@@ -24,8 +24,8 @@ def weights_path(name: str):
 
 
 def build_model(name: str, seed: int = 0, trained: bool = True):
-    """A shipped model by name: its trained weights (models/weights/) if shipped and `trained`, else
-    a random initialisation from `seed`."""
+    """A shipped model by name: its trained weights (models/weights/) if `trained` (FileNotFoundError if they
+    are missing: never a silent random model), else a random initialisation from `seed`."""
     import torch
 
     builders = {
@@ -37,9 +37,11 @@ def build_model(name: str, seed: int = 0, trained: bool = True):
         raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
     torch.manual_seed(seed)
     model = builders[name]()
-    if trained and weights_path(name).is_file():
+    if trained:
         from safetensors.torch import load_file
 
+        if not weights_path(name).is_file():
+            raise FileNotFoundError(f"{weights_path(name)}: the shipped weights of {name!r} are missing")
         model.load_state_dict(load_file(str(weights_path(name))))
     return model.eval()
 

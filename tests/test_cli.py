@@ -5,6 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from helpers import run_cli
+
 from espdl_stream.export.cli import main
 
 
@@ -27,18 +29,15 @@ def test_help_lists_the_options(capsys):
     ],
 )
 def test_errors_are_one_line_and_exit_2(argv, message, capsys, tmp_path):
-    try:
-        code = main([*argv, "--out", str(tmp_path / "out"), "--quiet"])
-    except SystemExit as e:  # argparse's own refusals
-        code = e.code
-    err = capsys.readouterr().err.strip()
+    code, _, err = run_cli([*argv, "--out", tmp_path / "out", "--quiet"], capsys)
+    err = err.strip()
     assert code == 2
     assert message in err and "\n" not in err
     assert not (tmp_path / "out").exists()
 
 
 def test_too_few_calibration_clips_is_refused(tmp_path, capsys):
-    np.save(tmp_path / "few.npy", np.zeros((3, 40, 96), np.float32))
+    np.save(tmp_path / "few.npy", np.random.default_rng(0).standard_normal((3, 40, 96)).astype(np.float32))
     assert main(["--calib", str(tmp_path / "few.npy"), "--out", str(tmp_path / "out"), "--quiet"]) == 2
     assert "need at least 32" in capsys.readouterr().err
 
@@ -91,6 +90,6 @@ def test_verify_passes_on_our_export_and_names_a_shared_cache(tmp_path, features
 
 
 def test_verify_errors_are_one_line(tmp_path, capsys):
-    assert main(["verify", "--offline", str(tmp_path / "none.espdl"), "--streaming", str(tmp_path / "none.espdl")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "none.espdl: no such file" in err and "\n" not in err
+    code, _, err = run_cli(["verify", "--offline", tmp_path / "none.espdl", "--streaming", tmp_path / "none.espdl"], capsys)
+    assert code == 2
+    assert "none.espdl: no such file" in err and "\n" not in err.strip()

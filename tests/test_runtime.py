@@ -84,7 +84,7 @@ def test_stream_command_float_and_emulated(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("make,message", [
-    (lambda p: write_wav(p / "x.wav", np.zeros(8000), rate=8000), "8000 Hz audio; the models take 16000 Hz"),
+    (lambda p: write_wav(p / "x.wav", np.zeros(8000), rate=8000), "8000 Hz audio; the front end takes 16000 Hz"),
     (lambda p: write_wav(p / "x.wav", np.zeros(0)), "no usable audio"),
     (lambda p: np.save(p / "x.npy", np.zeros((13, 50), np.float32)), "expected [40 mel bins, frames]"),
 ])
