@@ -137,13 +137,16 @@ def wav_features(path: Path, config: FbankConfig = FbankConfig(), block_frames: 
     f, fmt = _open_wav(path)
     with f:
         require_rate(path, fmt.rate, config)
-        carry = np.zeros(0, np.float32)
+        carry, read = np.zeros(0, np.float32), 0
         while raw := _read_frames(f, block_frames * config.frame_shift, path):
-            carry = np.concatenate([carry, _pcm(raw, fmt)])
+            samples = _pcm(raw, fmt)
+            carry, read = np.concatenate([carry, samples]), read + len(samples)
             n = frames_in(len(carry), config)
             if n:
                 yield fbank(carry[: (n - 1) * config.frame_shift + config.frame_length], config)
                 carry = carry[n * config.frame_shift :]
+    if read < fmt.samples:
+        raise DataError(f"{path}: truncated: its header announces {fmt.samples} samples, the file holds {read}")
 
 
 def _windows(features: np.ndarray, frames: int, source: str) -> list[np.ndarray]:

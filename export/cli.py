@@ -55,8 +55,10 @@ def existing_file(text: str) -> Path:
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{path} is a folder: give a file")
-    if not path.is_file():
+    if not path.exists():
         raise argparse.ArgumentTypeError(f"{path}: no such file")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{path} is not a regular file: give a file")
     if not os.access(path, os.R_OK):
         raise argparse.ArgumentTypeError(f"{path}: not readable")
     return path

@@ -25,7 +25,7 @@ from ..calibration import FbankConfig, LabeledClips
 from ..calibration.loaders import check_values
 from ..models import clip_decision, streaming_rules
 from . import integrity, onnx_graph, ppq, verify
-from .artifacts import staged_output
+from .artifacts import check_output_dir, staged_output
 from .emulator import Emulator
 from .errors import ExportError, UnstreamableModel
 from .vectors import ROLE_INPUT, ROLE_OUTPUT, VectorFile, VectorTensor, read_vectors, write_vectors
@@ -153,6 +153,7 @@ def export_streaming(
     """
     config.validate()
     out_dir = Path(out_dir)
+    check_output_dir(out_dir)  # before any work: a file in the way, a folder not writable, another export there
     model = model.eval()
     frontend = frontend or FbankConfig()
     n_mels = calibration.shape[1]
