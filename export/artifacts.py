@@ -7,7 +7,8 @@ fails, declines or is interrupted leaves the previous artifacts as they were and
 
 A lock file beside the output folder (`.<name>.lock`, an advisory flock that the kernel drops
 when its holder dies, even by SIGKILL) lets one export at a time write there; a second one is
-refused with one line. Whoever holds the lock removes the staging folders that killed runs left.
+refused with one line. Whoever holds the lock removes the staging folders that killed runs left;
+stopped by Ctrl-C or SIGTERM (through the command's launcher), a run removes its own first.
 POSIX only (fcntl), like the rest of the tool chain.
 """
 
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from ..launcher import on_stop
 from .errors import ExportError
 
 
@@ -67,7 +69,8 @@ def output_lock(out_dir: Path) -> Iterator[None]:
     lock = _lock_path(out_dir)
     fd = _acquire(lock, out_dir)
     try:
-        yield
+        with on_stop(lambda: lock.unlink(missing_ok=True)):
+            yield
     finally:
         lock.unlink(missing_ok=True)  # while still locked: the next holder makes a fresh file (see _acquire)
         os.close(fd)
@@ -134,11 +137,12 @@ def staged_output(out_dir: Path) -> Iterator[Staging]:
         _remove_stale_staging(out_dir)
         staging = Staging(Path(tempfile.mkdtemp(prefix=_staging_prefix(out_dir), dir=out_dir.parent)))
         try:
-            yield staging
-            if staging.install:
-                with _signals_deferred():
-                    out_dir.mkdir(exist_ok=True)
-                    for item in sorted(staging.path.iterdir()):
-                        os.replace(item, out_dir / item.name)
+            with on_stop(lambda: shutil.rmtree(staging.path, ignore_errors=True)):
+                yield staging
+                if staging.install:
+                    with _signals_deferred():
+                        out_dir.mkdir(exist_ok=True)
+                        for item in sorted(staging.path.iterdir()):
+                            os.replace(item, out_dir / item.name)
         finally:
             shutil.rmtree(staging.path, ignore_errors=True)
