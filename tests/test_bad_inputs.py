@@ -19,7 +19,7 @@ from espdl_stream.export.artifacts import output_lock
 from espdl_stream import models
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "firmware" / "main" / "models" / "esp32s3"  # a real export
+SHIPPED = ROOT / "firmware" / "main" / "models" / "tcn" / "esp32s3"  # a real export
 PROC = Path("/proc/self").is_dir()
 
 
