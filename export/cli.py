@@ -18,8 +18,8 @@ from ..models import MODEL_NAMES, build_model, training_summary, weights_path
 from . import verify
 from .artifacts import check_output_dir
 from .errors import ExportError
+from .espdl_file import read_espdl
 from .pipeline import BITS, STREAMING_FILE, TARGETS, ExportConfig, ExportResult, export_streaming
-from .ppq import read_espdl
 from .vectors import VectorFormatError, read_vectors
 
 EXIT_FAILED_CHECK, EXIT_USAGE = 1, 2
@@ -152,16 +152,27 @@ def verdict_table(result: ExportResult) -> str:
 def verify_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="export-espdl verify",
-        description="Run a pair of .espdl files in the ESP-DL emulator: the offline file on its own embedded test "
-        "input against its embedded test output, and the streaming file chunk by chunk on that input (state outputs "
-        "copied back to their inputs) against the offline file on the same prefix and, when given, the per-chunk "
-        "vectors. Exit 0 only if everything matches.",
+        description="Run .espdl files in the ESP-DL emulator, names, shapes and types read from the files. "
+        "--offline: the file's embedded test inputs against its embedded test outputs, within ESP-DL's "
+        "Model::test tolerance. --offline with --streaming: the streaming file chunk by chunk on the offline file's "
+        "test input (state outputs copied back) against the offline file on the same prefix. --vectors with "
+        "--streaming: the vectors' inputs through the streaming file against their outputs. Exit 0 only if every "
+        "check passes, 1 if one fails, 2 if a file cannot be checked (the message names the op or layout).",
     )
-    p.add_argument("--offline", type=existing_file, required=True, help="offline model.espdl (with embedded test values)")
-    p.add_argument("--streaming", type=existing_file, required=True, help="streaming_model.espdl")
-    p.add_argument("--target", choices=TARGETS, help="chip whose rounding to emulate (default: from the metadata)")
-    p.add_argument("--vectors", type=existing_file, help="streaming_vectors.bin to compare every chunk with")
+    p.add_argument("--offline", type=existing_file, help="offline .espdl with embedded test values")
+    p.add_argument("--streaming", type=existing_file, help="streaming .espdl (StreamingCache nodes, state inputs/outputs)")
+    p.add_argument("--target", choices=TARGETS, help="chip whose arithmetic to emulate (default: the files' metadata)")
+    p.add_argument("--vectors", type=existing_file, help="per-chunk vectors (streaming_vectors.bin) for the streaming file")
     return p
+
+
+def _target(args, files) -> str:
+    named = {f.metadata.get("target") for f in files} - {None}
+    if args.target:
+        return args.target
+    if len(named) == 1 and named <= set(TARGETS):
+        return named.pop()
+    raise ExportError(f"the files name target {sorted(named) or 'none'}: give --target esp32s3 or esp32p4")
 
 
 def verify_main(argv: list[str]) -> int:
@@ -169,17 +180,26 @@ def verify_main(argv: list[str]) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    target = args.target or read_espdl(args.streaming).metadata.get("target")
-    if target not in TARGETS:
-        raise ExportError("the streaming file does not name its target: give --target esp32s3 or esp32p4")
+    if args.offline is None and (args.streaming is None or args.vectors is None):
+        raise ExportError("give --offline FILE, --offline with --streaming FILE, or --streaming FILE --vectors FILE")
+    if args.vectors is not None and args.streaming is None:
+        raise ExportError("--vectors needs the --streaming file they were written for")
+    files = {str(p): read_espdl(p) for p in (args.offline, args.streaming) if p is not None}
+    target = _target(args, files.values())
     try:
         vectors = read_vectors(args.vectors.read_bytes()) if args.vectors else None
     except VectorFormatError as e:
         raise VectorFormatError(f"{args.vectors}: {e}") from None
-    checks = [verify.emulate_test_values(args.offline, target)]
-    checks += verify.emulate_streaming(args.offline, args.streaming, target, vectors)
+    checks = [verify.check_raw_integer_exponents(files)]
+    if args.offline is not None:
+        checks.append(verify.emulate_test_values(args.offline, target))
+        if args.streaming is not None:
+            checks.append(verify.emulate_streaming(args.offline, args.streaming, target))
+    if vectors is not None:
+        checks.append(verify.emulate_vectors(args.streaming, target, vectors))
     passed = all(c.passed for c in checks)
-    print(f"{args.streaming} against {args.offline}, emulating {target}")
+    names = " and ".join(str(p) for p in (args.offline, args.streaming, args.vectors) if p is not None)
+    print(f"{names}, emulating {target} (rounding {'half to even' if target == 'esp32p4' else 'half up'})")
     print("\n".join(check_lines(checks)))
     print("ALL PASS" if passed else "FAILED")
     return 0 if passed else EXIT_FAILED_CHECK

@@ -27,8 +27,9 @@ from ..models import clip_decision, streaming_rules
 from . import integrity, onnx_graph, ppq, verify
 from .artifacts import check_output_dir, staged_output
 from .emulator import Emulator
+from .espdl_file import read_espdl
 from .errors import ExportError, UnstreamableModel
-from .vectors import ROLE_INPUT, ROLE_OUTPUT, VectorFile, VectorTensor, read_vectors, write_vectors
+from .vectors import ROLE_INPUT, ROLE_OUTPUT, VectorFile, VectorTensor, write_vectors
 
 TARGETS = ("esp32s3", "esp32p4")
 BITS = (8, 16)
@@ -235,9 +236,10 @@ def export_streaming(
             q_streamed = [ppq.simulate_streaming(quantized, plan.sites, _split_chunks(c[None], config.chunk), plan.state_pairs,
                                                  zero_states) for c in verification]
             checks.append(verify.check_quantized_streaming(q_references, q_streamed, config.bits))
-            files = {name: ppq.read_espdl(staging / name) for name in (OFFLINE_FILE, STREAMING_FILE)}
+            files = {name: read_espdl(staging / name) for name in (OFFLINE_FILE, STREAMING_FILE)}
             checks.append(verify.check_streaming_structure(files[STREAMING_FILE], plan, config.chunk, n_mels))
             checks.append(verify.check_integer_parameters(files))
+            checks.append(verify.check_raw_integer_exponents(files))
             if plan.recurrent:
                 checks.append(verify.check_state_contract(files, plan))
             dequantized = [ppq.dequantized_offline(quantized, {x_name: _tensor(c[None]), **zero_states}) for c in verification]
@@ -250,7 +252,8 @@ def export_streaming(
             test_ints = {name: t.values for name, t in files[OFFLINE_FILE].test_inputs.items()}
             emulated = Emulator(files[OFFLINE_FILE], config.target).run(test_ints)
             esp_ppq_test = {n: _espdl_layout(n, v) for n, v in run_quantized(test_clip).items()}
-            checks.append(verify.check_esp_ppq_vs_emulator(esp_ppq_test, emulated, plan.recurrent, config.bits))
+            unclamped = Emulator(files[OFFLINE_FILE], config.target, gate_clamp=False).run(test_ints) if plan.recurrent else None
+            checks.append(verify.check_esp_ppq_vs_emulator(esp_ppq_test, emulated, unclamped, config.bits))
             file_exponents = {name: files[OFFLINE_FILE].outputs[name].exponent for name in emulated}
             # the same offline file again, with ESP-DL's outputs (back in the graph's layout: the transpose is
             # its own inverse) as its test values; the final check below reads them back
@@ -261,7 +264,7 @@ def export_streaming(
             stamps[OFFLINE_FILE] = integrity.stamp(staging / OFFLINE_FILE)
             x_test = test_ints[x_name]
             chunks = [x_test[:, k : k + config.chunk] for k in range(0, x_test.shape[1], config.chunk)]
-            streamed = Emulator(files[STREAMING_FILE], config.target).stream(chunks)
+            streamed = Emulator(files[STREAMING_FILE], config.target).stream([{x_name: c} for c in chunks])
             exponents = {name: t.exponent for name, t in {**files[OFFLINE_FILE].inputs, **files[OFFLINE_FILE].outputs}.items()}
             vectors = [VectorTensor(x_name, ROLE_INPUT, exponents[x_name], chunks)]
             vectors += [VectorTensor(name, ROLE_OUTPUT, exponents[name], [r[name] for r in streamed]) for name in plan.outputs]
@@ -270,9 +273,9 @@ def export_streaming(
             (staging / PPQ_LOG_FILE).write_text(log.getvalue())
 
         with progress.stage("final check: the written bytes in the ESP-DL emulator"):
-            checks.append(verify.emulate_test_values(staging / OFFLINE_FILE, config.target))
-            checks.extend(verify.emulate_streaming(staging / OFFLINE_FILE, staging / STREAMING_FILE, config.target,
-                                                   read_vectors((staging / VECTORS_FILE).read_bytes())))
+            checks.append(verify.check_test_values(read_espdl(staging / OFFLINE_FILE), config.target,
+                                                   "test values written into model.espdl (read back, re-emulated)"))
+            checks.append(verify.emulate_streaming(staging / OFFLINE_FILE, staging / STREAMING_FILE, config.target))
 
         accuracy = None
         if evaluation is not None:

@@ -6,8 +6,8 @@
 - exports are byte-identical across processes: esp-ppq orders tensors by dict order that
   depends on Python's hash seed, so the graph's variables are put in topological order first;
 - esp-ppq reports many fatal conditions only as logged errors: they are raised here;
-- its executor has no StreamingCache: one is registered with ESP-DL's semantics for host simulation;
-- the written `.espdl` is read back with esp-ppq's own FlatBuffers classes.
+- its executor has no StreamingCache: one is registered that runs the emulator's StreamingCache, so the host
+  simulation and the emulator share one statement of ESP-DL's semantics.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import io
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Iterator
@@ -44,16 +44,14 @@ with contextlib.redirect_stdout(io.StringIO()):  # esp-ppq prints a banner on im
     from esp_ppq.parser.espdl.espdl_streaming import StreamingTable
     from esp_ppq.parser.espdl.espdl_typedef import EspQuantType, ExporterPatternInfo
     from esp_ppq.parser.espdl.export_patterns import ResetParamLayoutPattern
-    from esp_ppq.parser.espdl.FlatBuffers.Dl.Model import ModelT
     from esp_ppq.quantization.qfunction.linear import PPQLinearQuant_toInt
 
+from .emulator import streaming_cache_step
 from .errors import ExportError
 from .onnx_graph import INPUT_NAME, TIME_AXIS, CacheSite
 
 ESP_PPQ_VERSION = version("esp-ppq")
 ESPDL_FRAME_AXIS = 1  # ESP-DL lays 1-D features out as [batch, frames, channels]
-ESPDL_MAGIC = b"EDL2"
-ESPDL_HEADER_BYTES = 16
 
 
 # ---------------------------------------------------------------- esp-ppq's log and singletons
@@ -233,21 +231,17 @@ def export_espdl(
 
 
 # ---------------------------------------------------------------- host simulation
-_SIM_CACHES: dict[str, torch.Tensor] = {}
+_SIM_CACHES: dict[str, np.ndarray] = {}
 
 
 def _streaming_cache_forward(op, values, ctx=None, **kwargs):
-    """ESP-DL's StreamingCache: output = cache ++ input on the frame axis; keep the last window-1 frames."""
+    """ESP-DL's StreamingCache, as the emulator runs it: each clip of the batch is one run, its tensor put in
+    ESP-DL's layout (frames right after the batch-1 axis) so the cache is the frames ESP-DL keeps."""
     (x,) = values
-    axis, keep = op.attributes["frame_axis"], op.attributes["window_size"] - 1
-    cache = _SIM_CACHES.get(op.name)
-    if cache is None:
-        shape = list(x.shape)
-        shape[axis] = keep
-        cache = torch.zeros(shape, dtype=x.dtype, device=x.device)
-    out = torch.cat([cache, x], dim=axis)
-    _SIM_CACHES[op.name] = out.narrow(axis, out.shape[axis] - keep, keep).clone()
-    return out
+    axis = op.attributes["frame_axis"]
+    runs = np.moveaxis(x.detach().cpu().numpy(), axis, 1)[:, None]  # [clips, 1, frames, rest...]
+    out, _SIM_CACHES[op.name] = streaming_cache_step(_SIM_CACHES.get(op.name), runs, op.attributes["window_size"], 1)
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(out[:, 0], 1, axis))).to(x.device)
 
 
 # esp-ppq 1.3.12 maps every ESP-DL platform to its quantized backends except ESPDL_H_PRE_INT16
@@ -350,106 +344,3 @@ def pack_conv_weight(weight: np.ndarray, bits: int, group: int) -> tuple[np.ndar
         platform_for("esp32p4", bits),
     )
     return packed.numpy(), str(getattr(layout, "value", layout))
-
-
-# ---------------------------------------------------------------- reading .espdl files
-@dataclass
-class EspdlTensor:
-    name: str
-    dims: list[int]
-    exponent: int  # the first; per-channel weights have one per output channel in `exponents`
-    dtype: int  # ONNX TensorProto data type code
-    values: np.ndarray | None = None
-    exponents: list[int] = field(default_factory=list)
-    layout: str = ""  # how the exporter packed a parameter, e.g. "(N/16)WC16"
-
-
-@dataclass
-class EspdlNode:
-    name: str
-    op_type: str
-    inputs: list[str]
-    outputs: list[str]
-    attributes: dict
-
-
-@dataclass
-class EspdlFile:
-    nodes: list[EspdlNode]
-    inputs: dict[str, EspdlTensor]
-    outputs: dict[str, EspdlTensor]
-    value_infos: dict[str, EspdlTensor]
-    test_inputs: dict[str, EspdlTensor]
-    test_outputs: dict[str, EspdlTensor]
-    initializers: dict[str, EspdlTensor]
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    def consumers(self, variable: str) -> list[EspdlNode]:
-        return [n for n in self.nodes if variable in n.inputs]
-
-    def tensor(self, name: str) -> EspdlTensor:
-        for table in (self.inputs, self.outputs, self.value_infos):
-            if name in table:
-                return table[name]
-        raise KeyError(name)
-
-
-def _s(b) -> str:
-    return b.decode() if isinstance(b, bytes) else (b or "")
-
-
-def _attribute(a):
-    """Value of a FlatBuffers attribute by its AttrType (esp-ppq's AttributeType codes)."""
-    if a.attrType == 1:
-        return float(a.f.f)
-    if a.attrType == 2:
-        return int(a.i.i)
-    if a.attrType == 3:
-        return bytes(np.asarray(a.s, dtype=np.uint8)).decode() if a.s is not None else ""
-    if a.attrType == 6:
-        return [float(v) for v in a.floats]
-    if a.attrType == 7:
-        return [int(v) for v in a.ints]
-    return None  # tensors, graphs and type attributes are not needed for verification
-
-
-def _value_info(v) -> EspdlTensor:
-    tt = v.valueInfoType.value
-    dims = [int(d.value.dimValue) if d.value is not None else -1 for d in tt.shape.dim] if tt.shape else []
-    exps = [] if v.exponents is None else list(v.exponents)
-    return EspdlTensor(_s(v.name), dims, int(exps[0]) if exps else 0, tt.elemType)
-
-
-def _tensor_with_values(t) -> EspdlTensor:
-    dims = [int(d) for d in t.dims]
-    raw = b"".join(bytes(chunk.bytes) for chunk in (t.rawData or []))
-    dtype = onnx.helper.tensor_dtype_to_np_dtype(t.dataType)  # esp-ppq uses ONNX's type codes
-    count = int(np.prod(dims)) if dims else 1
-    values = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"), count=count).reshape(dims)  # 16-byte padding trimmed
-    exps = [] if t.exponents is None else [int(e) for e in t.exponents]
-    layout = _s(t.docString).replace("layout ==> ", "")
-    return EspdlTensor(_s(t.name), dims, exps[0] if exps else 0, t.dataType, values, exps, layout)
-
-
-def read_espdl(path: Path) -> EspdlFile:
-    data = Path(path).read_bytes()
-    if data[:4] != ESPDL_MAGIC:
-        raise ExportError(f"{path}: not an .espdl file (header {data[:4]!r}, expected {ESPDL_MAGIC!r})")
-    if int.from_bytes(data[4:8], "little"):
-        raise ExportError(f"{path}: encrypted .espdl files cannot be verified")
-    model = ModelT.InitFromPackedBuf(data[ESPDL_HEADER_BYTES:], 0)
-    g = model.graph
-    return EspdlFile(
-        nodes=[
-            EspdlNode(_s(n.name), _s(n.opType), [_s(i) for i in n.input or []], [_s(o) for o in n.output or []],
-                      {_s(a.name): _attribute(a) for a in n.attribute or []})
-            for n in g.node
-        ],
-        inputs={_s(v.name): _value_info(v) for v in g.input or []},
-        outputs={_s(v.name): _value_info(v) for v in g.output or []},
-        value_infos={_s(v.name): _value_info(v) for v in g.valueInfo or []},
-        test_inputs={_s(t.name): _tensor_with_values(t) for t in g.testInputsValue or []},
-        test_outputs={_s(t.name): _tensor_with_values(t) for t in g.testOutputsValue or []},
-        initializers={_s(t.name): _tensor_with_values(t) for t in g.initializer or []},
-        metadata={_s(e.key): _s(e.value) for e in model.metadataProps or []},
-    )

@@ -153,8 +153,8 @@ class EmulatedSession:
     """The same interface over the written streaming .espdl in the ESP-DL emulator: what the chip computes."""
 
     def __init__(self, streaming_espdl, target: str | None = None, frames_per_second: float | None = None):
-        from .emulator import NP_TYPES, Emulator  # here, so the float runtime never loads esp-ppq
-        from .ppq import read_espdl
+        from .emulator import NP_TYPES, Emulator  # here, so the float runtime never loads the emulator
+        from .espdl_file import read_espdl
 
         espdl = read_espdl(streaming_espdl)
         self.emulator = Emulator(espdl, target or espdl.metadata.get("target"))

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from espdl_stream.export import integrity, ppq
+from espdl_stream.export import integrity
+from espdl_stream.export.espdl_file import read_espdl
 from espdl_stream.export.cli import main as export_main
 from espdl_stream.export.vectors import VectorFile, read_vectors, write_vectors
 
@@ -73,7 +74,7 @@ def lstm_export(tmp_path_factory) -> Path:
 
 def _layout(models_dir: Path, target: str, tmp_path: Path) -> tuple[Path, list]:
     """Where ESP-DL's planner puts the streaming model's tensors, as host_check --layout reads it."""
-    file = ppq.read_espdl(models_dir / "streaming_model.espdl")
+    file = read_espdl(models_dir / "streaming_model.espdl")
     plan = memory_plan.plan(file, target)
     path = tmp_path / f"layout_{target}.txt"
     path.write_text("\n".join(memory_plan.layout_lines(plan)) + "\n")
@@ -87,7 +88,7 @@ def _run(host_check, truth, expected, pairs="[]", *extra):
 
 
 def _state_pairs(models_dir: Path) -> str:
-    return ppq.read_espdl(models_dir / "streaming_model.espdl").metadata["state_pairs"]
+    return read_espdl(models_dir / "streaming_model.espdl").metadata["state_pairs"]
 
 
 @pytest.mark.parametrize("model", export_models.SHIPPED_MODELS)
