@@ -85,7 +85,7 @@ def test_verify_passes_on_our_export_and_names_a_shared_cache(tmp_path, features
     ppq.export_espdl(q, plain, io.StringIO(), streaming=ppq.StreamingExport({}, [1, 40, 8]))
     assert main(["verify", "--offline", str(out / "model.espdl"), "--streaming", str(plain), "--target", "esp32s3"]) == 1
     report = capsys.readouterr().out
-    assert "Add node '/blocks/blocks.0/Add' adds tensors of shapes (1, 10, 64) and (1, 8, 64)" in report
+    assert "Add node '/blocks/blocks.0/Add': inputs of shapes (1, 10, 64) and (1, 8, 64) do not broadcast" in report
     assert "a shared cache" in report and "FAILED" in report
 
 

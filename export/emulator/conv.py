@@ -23,6 +23,7 @@ from .core import Context, EmulatorError, op, saturate
 
 ACTIVATIONS = ("Linear", "Relu")
 EXACT_FLOAT_SUM = 2.0**52  # float64 sums of integer products are exact below this
+EXACT_FLOAT32_SUM = 2.0**24  # and float32 sums below this
 
 
 # ---------------------------------------------------------------- the packed weight layout
@@ -81,11 +82,19 @@ def _unpack_runtime(x: np.ndarray, bits: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- accumulate, shift, activate
+def _magnitude(x: np.ndarray) -> float:
+    """The largest |value| x can hold: its type's, without reading it."""
+    return float(-np.iinfo(x.dtype).min) if x.dtype.kind == "i" and x.dtype.itemsize <= 2 else float(np.abs(x).max(initial=0))
+
+
 def _products(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Exact integer sums x @ weight.T over the last axis, through float64 (BLAS) where that is exact."""
-    bound = float(np.abs(x).max(initial=0)) * float(np.abs(weight).max(initial=0)) * x.shape[-1]
+    """Exact integer sums x @ weight.T over the last axis, through BLAS where that is exact: float32 (int32 result)
+    below 2**24, float64 (int64) below 2**52."""
+    bound = _magnitude(x) * float(np.abs(weight).max(initial=0)) * x.shape[-1]
+    if bound < EXACT_FLOAT32_SUM:
+        return (x.astype(np.float32) @ weight.T.astype(np.float32)).astype(np.int32)
     if bound < EXACT_FLOAT_SUM:
-        return np.rint(x.astype(np.float64) @ weight.T.astype(np.float64)).astype(np.int64)
+        return (x.astype(np.float64) @ weight.T.astype(np.float64)).astype(np.int64)
     return x.astype(np.int64) @ weight.T.astype(np.int64)
 
 
@@ -111,7 +120,8 @@ def _bias(ctx: Context, index: int, n_out: int, depthwise: bool) -> np.ndarray |
 
 def _finish(ctx: Context, acc: np.ndarray, bias, shifts) -> np.ndarray:
     if bias is not None:
-        acc = acc + bias
+        narrow = acc.dtype == np.int32 and np.abs(bias).max(initial=0) < 2**30 - EXACT_FLOAT32_SUM
+        acc = acc + (bias.astype(np.int32) if narrow else bias)
     out = ctx.rounding.shift(acc, shifts)
     activation = ctx.attributes.get("activation", "Linear")
     if activation == "Relu":
@@ -177,8 +187,9 @@ def conv(ctx: Context, inputs):
     if group == 1:
         acc = _products(np.concatenate(taps, axis=-1), weight.reshape(n_out, -1))
     else:
-        w = weight.reshape(n_out, kh * kw).T.astype(np.int64)  # [taps, C]
-        acc = sum(tap.astype(np.int64) * w[k] for k, tap in enumerate(taps))
+        wide = np.int32 if _magnitude(x) * float(np.abs(weight).max(initial=0)) * kh * kw < 2.0**30 else np.int64
+        w = weight.reshape(n_out, kh * kw).T.astype(wide)  # [taps, C]
+        acc = sum(tap.astype(wide) * w[k] for k, tap in enumerate(taps))
     filt = ctx.file.initializers[ctx.node.inputs[1]]
     out = _finish(ctx, acc, _bias(ctx, 2, n_out, group != 1), _weight_shifts(ctx, filt, n_out))
     return [out[:, None, 0] if spatial == 3 else out[:, None]]

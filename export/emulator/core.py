@@ -55,8 +55,11 @@ class Rounding:
     def shift(self, values, shift) -> np.ndarray:
         """Integer rounding shift (tool::shift_and_round, the SIMD kernels); a negative shift multiplies.
         `shift` is one number or broadcasts against `values` (per channel, say)."""
-        v = np.asarray(values).astype(np.int64, copy=False)
-        shift = np.asarray(shift, dtype=np.int64)
+        v = np.asarray(values)
+        v = v if v.dtype in (np.int32, np.int64) else v.astype(np.int64)  # an int32 accumulator stays int32
+        shift = np.asarray(shift, dtype=v.dtype)
+        if shift.size == 1:  # one exponent for the tensor
+            shift = shift.reshape(())
         if shift.ndim == 0:
             return self._shift(v, int(shift)) if shift >= 0 else v << -int(shift)
         right = np.maximum(shift, 0)
@@ -65,7 +68,7 @@ class Rounding:
     def _shift(self, v: np.ndarray, right) -> np.ndarray:
         """v / 2**right rounded, right >= 0: half up is (v + half) >> right; half to even adds half - 1 and the
         quotient's lowest bit, so that a tie carries only into an odd quotient."""
-        half = np.left_shift(np.int64(1), right) >> 1  # 0 when right == 0
+        half = np.left_shift(v.dtype.type(1), right) >> 1  # 0 when right == 0
         if self.half_even:
             return (v + np.maximum(half - 1, 0) + ((v >> right) & (right > 0))) >> right
         return (v + half) >> right
@@ -77,7 +80,9 @@ def rounding_for(target: str) -> Rounding:
 
 def saturate(values, dtype: int) -> np.ndarray:
     low, high = INT_RANGES[dtype]
-    return np.clip(values, low, high).astype(NP_TYPES[dtype])
+    values = np.asarray(values)
+    kind = values.dtype.type if values.dtype.kind in "iu" else np.int64
+    return np.clip(values, kind(low), kind(high)).astype(NP_TYPES[dtype])
 
 
 def wrap_int16(values) -> np.ndarray:
@@ -147,7 +152,6 @@ class Context:
     target: str
     rounding: Rounding
     state: dict = field(default_factory=dict)
-    gate_clamp: bool = True  # ESP-DL's LSTM/GRU gate tables end at +-6.3/+-3.5; False only to compare with esp-ppq
 
     @property
     def attributes(self) -> dict:

@@ -35,12 +35,9 @@ class Emulator:
 
     `run` takes one input set in the file's shapes; `run_batch` takes N independent input sets stacked on a
     leading axis and computes them at once, as N separate batch-1 runs would.
-
-    gate_clamp=False lifts ESP-DL's clamp of the LSTM/GRU gate tables (+-6.3, +-3.5): not what the chip does,
-    only what esp-ppq simulates, so the two can be compared on everything else.
     """
 
-    def __init__(self, espdl: EspdlFile | str | Path, target: str, gate_clamp: bool = True):
+    def __init__(self, espdl: EspdlFile | str | Path, target: str):
         if target not in TARGETS:
             raise EmulatorError(f"target {target!r} is not emulated: choose one of {', '.join(TARGETS)}")
         self.file = espdl if isinstance(espdl, EspdlFile) else read_espdl(Path(espdl))
@@ -53,7 +50,7 @@ class Emulator:
             if spec is None:
                 raise EmulatorError(f"{node.op_type} node '{node.name}': {node.op_type} is not in the emulator's "
                                     "registry (see the supported-ops table in the README)")
-            ctx = Context(self.file, node, target, self.rounding, gate_clamp=gate_clamp)
+            ctx = Context(self.file, node, target, self.rounding)
             if QUANT_BITS.get(node.attributes.get("quant_type")) not in spec.bits:
                 ctx.fail(f"quant_type {node.attributes.get('quant_type')!r} is not emulated for {node.op_type} "
                          f"(emulated: {', '.join('F32' if b == 32 else f'S{b}' for b in spec.bits)})")

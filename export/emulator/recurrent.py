@@ -23,20 +23,16 @@ from .activation import sigmoid, tanh
 from .core import Context, op, saturate, scale, wrap_int16
 
 SIGMOID_BOUND, TANH_BOUND = 6.3, 3.5
-UNCLAMPED_STEPS = 2**17  # past any pre-activation: two int16 sums
 
 class GateTable:
     """ESP-DL's SigmoidLUT / TanhLUT: the function at every integer of the gate exponent up to the bound
     (one step past it), odd (tanh) or point-symmetric (sigmoid) around zero, clamped beyond."""
 
-    def __init__(self, exponent: int, bound: float | None, kind: str):
+    def __init__(self, exponent: int, bound: float, kind: str):
         step = scale(exponent)
-        if bound is None:  # no clamp (gate_clamp=False)
-            self.q_max = UNCLAMPED_STEPS
-        else:
-            quant_min = int(np.float32(-bound) / step) - 1  # static_cast<int> truncates towards zero
-            quant_max = int(np.float32(bound) / step) + 1
-            self.q_max = max(quant_max, -quant_min)
+        quant_min = int(np.float32(-bound) / step) - 1  # static_cast<int> truncates towards zero
+        quant_max = int(np.float32(bound) / step) + 1
+        self.q_max = max(quant_max, -quant_min)
         x = (np.arange(self.q_max + 1, dtype=np.float32) * step).astype(np.float32)
         self.table = sigmoid(x) if kind == "sigmoid" else tanh(x)
         self.kind = kind
@@ -101,9 +97,8 @@ class _Recurrence:
         self.r_shift = self.gate_exp - (self.h_exp + ctx.in_exp(2))
         tables = ctx.state.setdefault("tables", {})
         if self.gate_exp not in tables:
-            clamp = ctx.gate_clamp
-            tables[self.gate_exp] = (GateTable(self.gate_exp, SIGMOID_BOUND if clamp else None, "sigmoid"),
-                                     GateTable(self.gate_exp, TANH_BOUND if clamp else None, "tanh"))
+            tables[self.gate_exp] = (GateTable(self.gate_exp, SIGMOID_BOUND, "sigmoid"),
+                                     GateTable(self.gate_exp, TANH_BOUND, "tanh"))
         self.sigmoid, self.tanh = tables[self.gate_exp]
 
     def steps(self, direction: int) -> range:
@@ -140,7 +135,7 @@ def lstm(ctx: Context, inputs):
             total = pre + rec_part
             if rec.bias is not None:
                 total = total + rec.bias[d, : 4 * h_size] + rec.bias[d, 4 * h_size :]
-            gates = wrap_int16(total).astype(np.int64)
+            gates = wrap_int16(total).astype(np.int64)  # C's int16 += wraps a sum that leaves int16
             i_g, o_g, f_g, g_g = (gates[:, k * h_size : (k + 1) * h_size] for k in range(4))
             i_gate, o_gate, f_gate, g_gate = rec.sigmoid.get(i_g), rec.sigmoid.get(o_g), rec.sigmoid.get(f_g), rec.tanh.get(g_g)
             temp = ((f_gate * c.astype(np.float32)).astype(np.float32)
