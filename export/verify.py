@@ -232,7 +232,7 @@ def check_raw_integer_exponents(files: dict) -> Check:
     problems = [f"{label}: {found}" for label, espdl in files.items() for found in exponent_mismatches(espdl)]
     return Check("ops that use integers as they are keep one exponent", not problems,
                  "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
-                 or f"{sum(len(f.nodes) for f in files.values())} nodes checked in {len(files)} files")
+                 or f"{sum(len(f.nodes) for f in files.values())} nodes in {len(files)} file{'s' if len(files) > 1 else ''}")
 
 
 def check_state_contract(files: dict, plan: StreamingPlan) -> Check:

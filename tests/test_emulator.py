@@ -387,3 +387,12 @@ def test_a_batch_of_runs_equals_the_runs_one_by_one():
     for k in range(5):
         single = emu.run({"x": xs[k], "h_in": h[k], "c_in": c[k]})
         assert all(np.array_equal(batch[name][k], single[name]) for name in single)
+
+
+def test_the_readme_table_is_the_registry():
+    """The README's supported-ops table is printed from the registry, not kept by hand."""
+    from pathlib import Path
+
+    from espdl_stream.export.emulator import supported_ops_table
+
+    assert supported_ops_table() in (Path(__file__).parent.parent / "README.md").read_text()

@@ -1,6 +1,8 @@
 """Differential tests: single-op and small-graph models exported by esp-ppq for both chips and both widths
 (tests/op_fixtures.py, committed under tests/fixtures/ops/), their embedded test values against the emulator."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -58,3 +60,48 @@ def test_the_generator_is_current(tmp_path, name, target, bits):
     case = next(c for c in CASES if c.name == name)
     export_case(case, target, bits, tmp_path / "fresh.espdl")
     assert (tmp_path / "fresh.espdl").read_bytes() == case.file(target, bits).read_bytes()
+
+
+# ---------------------------------------------------------------- `export-espdl verify` on files this project did not write
+def _verify(argv, capsys):
+    from espdl_stream.export.cli import main
+
+    code = main(["verify", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_verify_an_offline_file_alone(capsys):
+    code, out, err = _verify(["--offline", str(FIXTURES / "lstm_bidirectional_esp32p4_s16.espdl")], capsys)
+    assert code == 0 and err == "" and "emulating esp32p4 (rounding half to even)" in out
+    assert re.search(r"offline .espdl reproduces its embedded test values +PASS", out) and "ALL PASS" in out
+
+
+def test_verify_refuses_in_one_line_what_esp_dl_cannot_run(capsys):
+    code, out, err = _verify(["--offline", str(FIXTURES / "gelu_esp32s3_s8.espdl")], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "Erf node '/0/Erf': Erf is not in the emulator's registry" in err
+
+
+def test_verify_a_failing_file_names_the_tensor(tmp_path, capsys):
+    """The P4 int16 PRelu floors where esp-ppq rounds: within Model::test's one step, so it passes; one step
+    more in an int8 file is a failure that names the tensor."""
+    assert _verify(["--offline", str(FIXTURES / "prelu_esp32p4_s16.espdl")], capsys)[0] == 0
+    data = bytearray((FIXTURES / "relu_esp32s3_s8.espdl").read_bytes())
+    espdl = read_espdl(FIXTURES / "relu_esp32s3_s8.espdl")
+    expected = espdl.test_outputs["out"].values.tobytes()
+    at = data.find(expected)
+    data[at] = (data[at] + 1) % 256  # the first embedded test output, one step off
+    (tmp_path / "off.espdl").write_bytes(bytes(data))
+    code, out, _ = _verify(["--offline", str(tmp_path / "off.espdl")], capsys)
+    assert code == 1 and "'out' differs by up to 1 (tolerance 0)" in out and "FAILED" in out
+
+
+def test_verify_a_streaming_file_against_its_vectors_alone(capsys):
+    from pathlib import Path
+
+    models = Path(__file__).parent.parent / "firmware" / "main" / "models"
+    streaming = sorted(models.rglob("streaming_model.espdl"))[0]
+    code, out, err = _verify(["--streaming", str(streaming), "--vectors", str(streaming.parent / "streaming_vectors.bin")],
+                             capsys)
+    assert code == 0 and err == "" and re.search(r"streaming .espdl reproduces the per-chunk vectors \(emulated\) +PASS", out)

@@ -79,7 +79,7 @@ def identity(ctx: Context, inputs):
     return [inputs[0].copy()]
 
 
-@movement("Concat", "along any axis; every input at the output's exponent")
+@movement("Concat", "along any axis, the integers copied as they are")
 def concat(ctx: Context, inputs):
     rank = inputs[0].ndim - 1
     runs = max(x.shape[0] for x in inputs)
