@@ -34,6 +34,10 @@ class EspdlFormatError(ExportError):
     """The bytes are not a readable .espdl file; the message says where reading stopped."""
 
 
+class EspdlDamaged(EspdlFormatError):
+    """An .espdl file whose FlatBuffers structure is broken (a size or offset points outside the file)."""
+
+
 @dataclass
 class EspdlTensor:
     name: str
@@ -90,7 +94,7 @@ class _Buffer:
 
     def _need(self, pos: int, size: int, what: str) -> None:
         if pos < 0 or size < 0 or pos + size > len(self.data):
-            raise EspdlFormatError(f"{self.source}: {what} at byte {pos} (+{size}) lies outside the file "
+            raise EspdlDamaged(f"{self.source}: {what} at byte {pos} (+{size}) lies outside the file "
                                    f"({len(self.data)} bytes): the file is damaged or not an .espdl model")
 
     def scalar(self, pos: int, fmt: str, what: str = "a value"):
@@ -247,14 +251,14 @@ def _tensor(t: _Table) -> EspdlTensor:
     dims = [] if dims_array is None else [int(d) for d in dims_array]
     dtype = t.scalar(_Tensor.DATA_TYPE, "i")
     if dtype not in NUMPY_TYPES:
-        raise EspdlFormatError(f"tensor '{name}' has data type {dtype}, which ESP-DL does not define")
+        raise EspdlDamaged(f"tensor '{name}' has data type {dtype}, which ESP-DL does not define")
     if any(d < 0 for d in dims):
-        raise EspdlFormatError(f"tensor '{name}' has negative dimensions {dims}")
+        raise EspdlDamaged(f"tensor '{name}' has negative dimensions {dims}")
     raw = t.struct_bytes(_Tensor.RAW_DATA, 16)  # 16-byte aligned blocks: the values, then padding
     item = np.dtype(NUMPY_TYPES[dtype]).newbyteorder("<")
     count = int(np.prod(dims, dtype=np.int64)) if dims else 1
     if count * item.itemsize > len(raw):
-        raise EspdlFormatError(f"tensor '{name}' of shape {dims} needs {count * item.itemsize} bytes, "
+        raise EspdlDamaged(f"tensor '{name}' of shape {dims} needs {count * item.itemsize} bytes, "
                                f"the file holds {len(raw)}")
     values = np.frombuffer(raw, dtype=item, count=count).reshape(dims)
     exponents = t.array(_Tensor.EXPONENTS, np.int64)
@@ -274,7 +278,7 @@ def parse_espdl(data: bytes, source: str = "the .espdl file") -> EspdlFile:
     model = buf.table(buf.deref(0, "the model"), "the model")
     graph = model.table(_Model.GRAPH)
     if graph is None:
-        raise EspdlFormatError(f"{source}: the model has no graph")
+        raise EspdlDamaged(f"{source}: the model has no graph")
     nodes = [
         EspdlNode(n.string(_Node.NAME), n.string(_Node.OP_TYPE), n.strings(_Node.INPUT), n.strings(_Node.OUTPUT),
                   {a.string(_Attribute.NAME): _attribute(a) for a in n.tables(_Node.ATTRIBUTE)})

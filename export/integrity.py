@@ -15,7 +15,7 @@ import zlib
 from pathlib import Path
 
 from .errors import ExportError
-from .ppq import read_espdl
+from .espdl_file import EspdlDamaged, read_espdl
 
 STAMP_KEY = "espdl_stream.crc32"
 PLACEHOLDER = "00000000"
@@ -58,6 +58,8 @@ def check(path: Path) -> tuple[str | None, str | None]:
     path = Path(path)
     try:
         metadata = read_espdl(path).metadata
+    except EspdlDamaged:  # a flipped byte in the FlatBuffer's structure: the file is corrupted
+        return None, None
     except ExportError:
         raise
     except Exception:  # a flipped byte in the FlatBuffer's structure or in a string: the file is corrupted

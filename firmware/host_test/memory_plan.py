@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from espdl_stream.export.emulator import Emulator
-from espdl_stream.export.ppq import EspdlFile, read_espdl
+from espdl_stream.export.espdl_file import EspdlFile, read_espdl
 
 ALIGNMENT = 16
 ONNX_TYPE_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8}
