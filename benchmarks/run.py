@@ -26,7 +26,8 @@ import onnxruntime as ort
 from onnx import shape_inference
 
 from espdl_stream.calibration import calibration_clips
-from espdl_stream.export.onnx_graph import find_cache_sites, model_to_onnx, streaming_twin
+from espdl_stream.export.intake import model_to_onnx
+from espdl_stream.export.plan import find_cache_sites, streaming_twin
 from espdl_stream.export.runtime import SessionManager, StreamingModel, StreamingSession
 from espdl_stream.models import MODEL_NAMES, build_model
 
@@ -78,7 +79,7 @@ def streaming_cost(name: str, repeats: int) -> dict:
     window = FRAMES if recurrent else 1 + sum(s.cache_frames * s.input_stride for s in plan.sites)
     rerun_frames = FRAMES if recurrent else -(-(window - 1 + CHUNK) // plan.total_stride) * plan.total_stride
     rerun = model_to_onnx(model, N_MELS, rerun_frames)
-    twin = streaming_twin(offline, plan, CHUNK)
+    twin = streaming_twin(plan, CHUNK)
     stream_macs, rerun_macs = macs(twin), macs(rerun)
     clip = calibration_clips()[0]
     sess_rerun = session(rerun)

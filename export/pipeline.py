@@ -24,7 +24,9 @@ from .. import __version__
 from ..calibration import FbankConfig, LabeledClips
 from ..calibration.loaders import check_values
 from ..models import clip_decision, streaming_rules
-from . import integrity, onnx_graph, ppq, verify
+from . import integrity, ppq, verify
+from .intake import INPUT_NAME, OUTPUT_NAME, Intake, from_onnx, from_torch, load_model
+from .plan import StreamingPlan, layer_rows, plan_streaming, streaming_twin
 from .artifacts import check_output_dir, staged_output
 from .emulator import Emulator
 from .espdl_file import read_espdl
@@ -102,7 +104,18 @@ class Progress:
         return _Stage()
 
 
-def _check_model_rules(model: torch.nn.Module, plan: onnx_graph.StreamingPlan) -> None:
+def take_model(model, n_mels: int, frames: int, input_layout: str | None = None, weights=None) -> Intake:
+    """The intake stage: a torch module, `file.py:factory` / `package.module:callable`, or an .onnx path, as ONNX."""
+    if isinstance(model, Intake):
+        return model
+    if isinstance(model, torch.nn.Module):
+        return from_torch(model, n_mels, frames, input_layout or "BFT")
+    if str(model).endswith(".onnx"):
+        return from_onnx(model, frames, n_mels, input_layout)
+    return from_torch(load_model(str(model), weights), n_mels, frames, input_layout or "BFT")
+
+
+def _check_model_rules(model: torch.nn.Module, plan: StreamingPlan) -> None:
     """The model's own rules (from its causal layers) must be what the exported graph needs."""
     declared = sorted((r.window, r.stride) for r in streaming_rules(model) if r.window > 1)
     found = sorted((s.window, s.stride) for s in plan.sites)
@@ -121,9 +134,13 @@ def _split_chunks(clips: np.ndarray, chunk: int) -> list[torch.Tensor]:
     return [_tensor(clips[:, :, i : i + chunk]) for i in range(0, clips.shape[-1], chunk)]
 
 
-def _espdl_layout(name: str, array: np.ndarray) -> np.ndarray:
-    """ESP-DL lays [1, C, T] out as [1, T, C]; the states [1, 1, H] are the same bytes either way."""
-    return np.ascontiguousarray(array.transpose(0, 2, 1)) if name in (onnx_graph.INPUT_NAME, onnx_graph.OUTPUT_NAME) else array
+def to_file_layout(array: np.ndarray, perm: tuple[int, ...]) -> np.ndarray:
+    """A graph tensor in the layout esp-ppq wrote it in (ppq.export_espdl says which)."""
+    return np.ascontiguousarray(array.transpose(perm))
+
+
+def from_file_layout(array: np.ndarray, perm: tuple[int, ...]) -> np.ndarray:
+    return np.ascontiguousarray(array.transpose(np.argsort(perm)))
 
 
 def _file_entry(path: Path, crc32: str | None) -> dict:
@@ -133,7 +150,7 @@ def _file_entry(path: Path, crc32: str | None) -> dict:
 
 
 def export_streaming(
-    model: torch.nn.Module,
+    model: torch.nn.Module | Intake | str | Path,
     calibration: np.ndarray,
     verification: np.ndarray,
     config: ExportConfig,
@@ -143,8 +160,14 @@ def export_streaming(
     notes: dict | None = None,
     echo: Callable[[str], None] | None = None,
     evaluation: LabeledClips | None = None,
+    input_layout: str | None = None,
+    weights: str | Path | None = None,
 ) -> ExportResult:
     """Export `model` for ESP-DL twice from one calibration and prove streaming equals offline.
+
+    model: a torch module, `path/to/file.py:factory` or `package.module:callable` (with `weights`, a
+    .safetensors file or a torch state dict), or an .onnx path. input_layout: how the model reads its
+    features, BFT (default, [B, n_mels, T]), BTF, B1FT or B1TF (see intake.INPUT_LAYOUTS).
 
     calibration, verification: float32 [clips, n_mels, config.frames] features. The offline test
     values and the streaming vectors come from verification[0]. With `evaluation` (labelled clips of
@@ -155,7 +178,6 @@ def export_streaming(
     config.validate()
     out_dir = Path(out_dir)
     check_output_dir(out_dir)  # before any work: a file in the way, a folder not writable, another export there
-    model = model.eval()
     frontend = frontend or FbankConfig()
     n_mels = calibration.shape[1]
     if any(a.ndim != 3 or a.shape[2] != config.frames for a in (calibration, verification)):
@@ -165,25 +187,31 @@ def export_streaming(
     progress = Progress(8 + (evaluation is not None), echo)
     checks: list[verify.Check] = []
     started = time.perf_counter()
-    x_name, y_name = onnx_graph.INPUT_NAME, onnx_graph.OUTPUT_NAME
+    x_name = INPUT_NAME
 
-    with progress.stage("exporting ONNX and planning the caches"):
-        module, example, output_names = onnx_graph.onnx_interface(model, n_mels, config.frames)
-        offline_onnx = onnx_graph.export_onnx(module, example, output_names)
-        plan = onnx_graph.find_cache_sites(offline_onnx)
+    with progress.stage("reading the model as ONNX and planning the caches"):
+        source = take_model(model, n_mels, config.frames, input_layout, weights)
+        plan = plan_streaming(source.onnx, source.layers).require_streamable()
         plan.check_chunk(config.chunk, config.frames)
-        _check_model_rules(model, plan)
-        twin = onnx_graph.streaming_twin(offline_onnx, plan, config.chunk)
-        zero_states = {name: value for name, value in example.items() if name != x_name}
+        if source.module is not None:
+            _check_model_rules(source.module, plan)
+        offline_onnx = plan.graph
+        twin = streaming_twin(plan, config.chunk)
+        zero_states = source.zero_states()
+        frame_outputs = [o.name for o in plan.frame_outputs]
 
     n_chunks = config.frames // config.chunk
     with progress.stage(f"float check in ONNX Runtime ({len(verification)} clips x {n_chunks} chunks)"):
         run_float = verify.onnx_offline_runner(offline_onnx, plan)
-        with torch.no_grad():
-            torch_y = [module(_tensor(c[None]), *zero_states.values()) for c in verification]
-        torch_y = [(y[0] if isinstance(y, tuple) else y).numpy() for y in torch_y]
         float_full = [run_float(c) for c in verification]
-        checks.append(verify.check_torch_vs_onnx(torch_y, [f[y_name] for f in float_full]))
+        if source.module is not None:
+            original = [source.run_torch(_tensor(c[None])) for c in verification]
+        else:  # the user's own ONNX: the planned graph (rewrites included) must compute what it computes
+            run_original = verify.onnx_offline_runner(source.onnx, plan)
+            original = [run_original(c) for c in verification]
+        checks.append(verify.check_torch_vs_onnx([o[n] for o in original for n in frame_outputs],
+                                                 [f[n] for f in float_full for n in frame_outputs],
+                                                 "PyTorch" if source.module is not None else "your ONNX"))
         references = [verify.chunk_references(run_float, c, config.chunk, plan) for c in verification]
         streamed = [verify.run_streaming_onnx(twin, plan, c, config.chunk) for c in verification]
         checks.append(verify.check_float_streaming(references, streamed))
@@ -207,7 +235,7 @@ def export_streaming(
         "target": config.target,
         "chunk_frames": str(config.chunk),
         "offline_frames": str(config.frames),
-        "frame_axis": str(ppq.ESPDL_FRAME_AXIS),
+        "frame_axis": "",  # of x in the file, known once esp-ppq has laid it out
         "total_stride": str(plan.total_stride),
         "frames_per_second": f"{frontend.frames_per_second:g}",
         "caches": json.dumps([{"consumer": s.consumer, "window": s.window} for s in plan.sites]),
@@ -220,11 +248,14 @@ def export_streaming(
     with staged_output(out_dir) as stage:
         staging = stage.path
         with progress.stage("writing model.espdl and streaming_model.espdl"):
-            ppq.export_espdl(quantized, staging / OFFLINE_FILE, log, test_inputs=test_inputs,
-                             metadata={**metadata, "mode": "offline"})
+            layouts = ppq.export_espdl(quantized, staging / OFFLINE_FILE, log, test_inputs=test_inputs,
+                                       metadata={**metadata, "mode": "offline"})
             stamps[OFFLINE_FILE] = integrity.stamp(staging / OFFLINE_FILE)
+            # esp-ppq lays x out [1, frames, n_mels] when a conv reads it, else leaves [1, n_mels, frames]
+            x_frames = layouts[x_name].index(2)
+            metadata["frame_axis"] = str(x_frames)  # the offline file gets it when rewritten with ESP-DL's test values
             ppq.export_espdl(quantized, staging / STREAMING_FILE, log,
-                             streaming=ppq.StreamingExport.for_sites(plan.sites, [1, n_mels, config.chunk], plan.recurrent),
+                             streaming=ppq.StreamingExport(plan.sites, [1, n_mels, config.chunk]),
                              metadata={**metadata, "mode": "streaming"})
             stamps[STREAMING_FILE] = integrity.stamp(staging / STREAMING_FILE)
 
@@ -237,7 +268,7 @@ def export_streaming(
                                                  zero_states) for c in verification]
             checks.append(verify.check_quantized_streaming(q_references, q_streamed, config.bits))
             files = {name: read_espdl(staging / name) for name in (OFFLINE_FILE, STREAMING_FILE)}
-            checks.append(verify.check_streaming_structure(files[STREAMING_FILE], plan, config.chunk, n_mels))
+            checks.append(verify.check_streaming_structure(files[STREAMING_FILE], plan, config.chunk, n_mels, layouts[x_name]))
             checks.append(verify.check_integer_parameters(files))
             checks.append(verify.check_raw_integer_exponents(files))
             if plan.recurrent:
@@ -251,20 +282,22 @@ def export_streaming(
             # its offline outputs become the embedded test values and its streaming outputs the per-chunk vectors.
             test_ints = {name: t.values for name, t in files[OFFLINE_FILE].test_inputs.items()}
             emulated = Emulator(files[OFFLINE_FILE], config.target).run(test_ints)
-            esp_ppq_test = {n: _espdl_layout(n, v) for n, v in run_quantized(test_clip).items()}
+            esp_ppq_test = {n: to_file_layout(v, layouts[n]) for n, v in run_quantized(test_clip).items()}
             esp_ppq_gap = verify.esp_ppq_gap(esp_ppq_test, emulated)
             if not plan.recurrent:  # LSTM/GRU: ESP-DL's gate arithmetic is not esp-ppq's; the gap is reported
                 checks.append(verify.check_esp_ppq_vs_emulator(esp_ppq_gap, config.bits))
             file_exponents = {name: files[OFFLINE_FILE].outputs[name].exponent for name in emulated}
-            # the same offline file again, with ESP-DL's outputs (back in the graph's layout: the transpose is
-            # its own inverse) as its test values; the final check below reads them back
+            # the same offline file again, with ESP-DL's outputs (back in the graph's layout) as its test values;
+            # the final check below reads them back
             ppq.export_espdl(quantized, staging / OFFLINE_FILE, log, test_inputs=test_inputs,
-                             test_outputs={n: _tensor(_espdl_layout(n, v).astype(np.float32) * np.float32(2.0 ** file_exponents[n]))
+                             test_outputs={n: _tensor(from_file_layout(v, layouts[n]).astype(np.float32)
+                                                      * np.float32(2.0 ** file_exponents[n]))
                                            for n, v in emulated.items()},
                              metadata={**metadata, "mode": "offline"})
             stamps[OFFLINE_FILE] = integrity.stamp(staging / OFFLINE_FILE)
             x_test = test_ints[x_name]
-            chunks = [x_test[:, k : k + config.chunk] for k in range(0, x_test.shape[1], config.chunk)]
+            chunks = [np.take(x_test, range(k, k + config.chunk), axis=x_frames)
+                      for k in range(0, x_test.shape[x_frames], config.chunk)]
             streamed = Emulator(files[STREAMING_FILE], config.target).stream([{x_name: c} for c in chunks])
             exponents = {name: t.exponent for name, t in {**files[OFFLINE_FILE].inputs, **files[OFFLINE_FILE].outputs}.items()}
             vectors = [VectorTensor(x_name, ROLE_INPUT, exponents[x_name], chunks)]
@@ -288,11 +321,14 @@ def export_streaming(
             report = {
                 "tool": {"espdl_stream": __version__, "esp_ppq": ppq.ESP_PPQ_VERSION, "torch": torch.__version__,
                          "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
-                "model": {"name": model_name, "parameters": sum(p.numel() for p in model.parameters()), **(notes or {})},
+                "model": {"name": model_name, "source": source.source, "parameters": _parameters(source),
+                          "intake": source.notes, **(notes or {})},
                 "config": asdict(config),
                 "n_mels": n_mels,
                 "total_stride": plan.total_stride,
                 "caches": [asdict(s) for s in plan.sites],
+                "outputs": [asdict(o) for o in plan.frame_outputs],
+                "layers": [asdict(r) for r in layer_rows(plan)],
                 "state_pairs": [list(pair) for pair in plan.state_pairs],
                 "pooling_exported_as_conv": list(plan.pooling_rewrites),
                 "exponents": exponents,
@@ -319,20 +355,26 @@ def export_streaming(
     return ExportResult(report, checks, out_dir)
 
 
+def _parameters(source: Intake) -> int:
+    if source.module is not None:
+        return sum(p.numel() for p in source.module.parameters())
+    return sum(int(np.prod(t.dims)) for t in source.onnx.graph.initializer)
+
+
 def _accuracy(evaluation: LabeledClips, run_float, quantized, plan, config: ExportConfig, zero_states) -> tuple[dict, verify.Check]:
     """Top-1 accuracy of the float model, the quantized offline model and the quantized streaming model
     (host simulation, chunk by chunk over whole clips), and how often their decisions agree."""
     clips = evaluation.features[..., : config.frames]
     labels = evaluation.labels
-    float_pred = clip_decision(np.concatenate([run_float(c)[onnx_graph.OUTPUT_NAME] for c in clips]))
+    float_pred = clip_decision(np.concatenate([run_float(c)[OUTPUT_NAME] for c in clips]))
     offline_pred, streaming_pred = [], []
     for start in range(0, len(clips), EVAL_BATCH):
         batch = clips[start : start + EVAL_BATCH]
         states = {name: value.expand(-1, len(batch), -1).contiguous() for name, value in zero_states.items()}
-        offline = ppq.simulate_offline(quantized, {onnx_graph.INPUT_NAME: _tensor(batch), **states})
-        offline_pred.append(clip_decision(offline[onnx_graph.OUTPUT_NAME]))
+        offline = ppq.simulate_offline(quantized, {INPUT_NAME: _tensor(batch), **states})
+        offline_pred.append(clip_decision(offline[OUTPUT_NAME]))
         streamed = ppq.simulate_streaming(quantized, plan.sites, _split_chunks(batch, config.chunk), plan.state_pairs, states)
-        streaming_pred.append(clip_decision(np.concatenate([r[onnx_graph.OUTPUT_NAME] for r in streamed], axis=-1)))
+        streaming_pred.append(clip_decision(np.concatenate([r[OUTPUT_NAME] for r in streamed], axis=-1)))
     offline_pred, streaming_pred = np.concatenate(offline_pred), np.concatenate(streaming_pred)
 
     def percent(pred):

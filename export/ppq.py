@@ -41,17 +41,17 @@ with contextlib.redirect_stdout(io.StringIO()):  # esp-ppq prints a banner on im
     from esp_ppq.IR.quantize import QuantableOperation
     from esp_ppq.log import logger as ppq_logger
     from esp_ppq.parser.espdl import helper as espdl_helper
-    from esp_ppq.parser.espdl.espdl_streaming import StreamingTable
+    from esp_ppq.parser.espdl.espdl_streaming import StreamingTable, insert_streaming_cache_op
     from esp_ppq.parser.espdl.espdl_typedef import EspQuantType, ExporterPatternInfo
     from esp_ppq.parser.espdl.export_patterns import ResetParamLayoutPattern
     from esp_ppq.quantization.qfunction.linear import PPQLinearQuant_toInt
 
 from .emulator import streaming_cache_step
 from .errors import ExportError
-from .onnx_graph import INPUT_NAME, TIME_AXIS, CacheSite
+from .intake import INPUT_NAME
+from .plan import CacheSite, without_time_padding
 
 ESP_PPQ_VERSION = version("esp-ppq")
-ESPDL_FRAME_AXIS = 1  # ESP-DL lays 1-D features out as [batch, frames, channels]
 
 
 # ---------------------------------------------------------------- esp-ppq's log and singletons
@@ -154,24 +154,43 @@ def quantize(onnx_model: onnx.ModelProto, calibration: list[dict[str, torch.Tens
     return Quantized(graph, platform_for(target, bits), target, bits)
 
 
-def streaming_table(sites: tuple[CacheSite, ...]) -> dict:
-    """The hand-written table: one entry per site, bound to its consuming op, on ESP-DL's frame axis."""
-    return {
-        s.variable: {"window_size": s.window, "op_name": s.consumer, "frame_axis": ESPDL_FRAME_AXIS} for s in sites
-    }
-
-
 @dataclass(frozen=True)
 class StreamingExport:
-    """What turns the offline graph into the streaming one."""
+    """What turns the offline graph into the streaming one: the planned caches and the input per chunk.
 
-    table: dict  # esp-ppq's streaming_table
+    `esp_ppq_table` leaves the caches to esp-ppq's own table and auto streaming instead (the tests use it
+    to show what those get wrong).
+    """
+
+    sites: tuple[CacheSite, ...]
     input_shape: list[int]  # the input x per chunk, [1, n_mels, chunk]
-    recurrent: bool = False
+    esp_ppq_table: dict | None = None
 
-    @classmethod
-    def for_sites(cls, sites: tuple[CacheSite, ...], input_shape: list[int], recurrent: bool) -> "StreamingExport":
-        return cls(streaming_table(sites), input_shape, recurrent)
+
+def _place_caches(sites: tuple[CacheSite, ...]):
+    """The custom streaming pass: one StreamingCache in front of each planned consumer, its time padding removed.
+
+    Inserted per consumer, not through esp-ppq's table, which keys caches by variable (two convs reading one
+    tensor would share one window). The frame axis is where esp-ppq's own layout put the time axis: esp-ppq
+    derives it from the input's permutation the inverse way, which is wrong for 2-D (NCHW -> NHWC) inputs,
+    so the plan's axis is checked against the layout before it is written.
+    """
+
+    def place(graph: BaseGraph) -> None:
+        info = ExporterPatternInfo()
+        for site in sites:
+            consumer = graph.operations[site.consumer]
+            variable = consumer.inputs[0]
+            perm = list(info.get_var_permute(variable.name) or range(len(site.cache_shape)))
+            frame_axis = perm.index(site.time_axis)
+            if frame_axis != site.frame_axis:
+                raise ExportError(f"esp-ppq laid out '{variable.name}' with its frames on axis {frame_axis}, the plan "
+                                  f"expected {site.frame_axis}")
+            consumer.attributes["pads"] = without_time_padding(consumer.attributes["pads"], site.time_axis - 2)
+            insert_streaming_cache_op(graph, variable.name,
+                                      {"window_size": site.window, "op_name": consumer.name, "frame_axis": frame_axis})
+
+    return place
 
 
 def export_espdl(
@@ -182,35 +201,36 @@ def export_espdl(
     streaming: StreamingExport | None = None,
     metadata: dict[str, str] | None = None,
     test_outputs: dict[str, torch.Tensor] | None = None,
-) -> None:
+) -> dict[str, tuple[int, ...]]:
     """Write one .espdl from the shared quantized graph (esp-ppq's exporter works on its own copy).
 
     test_outputs, in the graph's layout, replace the outputs esp-ppq would simulate for `test_inputs`.
+    Returns the layout esp-ppq gave each graph input and output: the permutation from the graph's
+    axes to the file's (a conv's [1, C, T] is [1, T, C] in the file; other tensors may stay as they are).
 
-    Streaming: the hand-written table places every cache. auto_streaming also removes the padding of
-    the cached ops, but on a recurrent graph it logs an error for the Transpose esp-ppq's own layout
-    pass puts before each LSTM; there a custom pass removes the padding instead.
+    Streaming: a custom pass places every planned cache and removes its consumer's time padding.
+    esp-ppq's auto_streaming is not used: it shares one cache among a variable's consumers, logs an error
+    for the Transpose its own layout pass puts before each LSTM, and adds a cache of the full kernel to a
+    conv whose kernel equals its stride (which needs none).
     """
     graph = q.graph
     canonical_variable_order(graph)
     values_for_test = generate_test_value(graph, "cpu", test_inputs) if test_inputs is not None else None
     if values_for_test is not None and test_outputs is not None:  # the caller knows better what the chip computes
         values_for_test["outputs"] = dict(test_outputs)
-    options = {}
+    layouts: dict[str, tuple[int, ...]] = {}
+
+    def record_layouts(g: BaseGraph) -> None:  # a streaming pass runs after esp-ppq's layout pass
+        info = ExporterPatternInfo()
+        for name in [*g.inputs, *g.outputs]:
+            layouts[name] = tuple(info.get_var_permute(name) or range(len(g.variables[name].shape)))
+
+    options = {"streaming_custom_passes": [record_layouts]}
     if streaming is not None:
-        options = {
-            "streaming_table": streaming.table,
-            "streaming_input_shape": {INPUT_NAME: streaming.input_shape},
-            "auto_streaming": not streaming.recurrent,
-        }
-        if streaming.recurrent:
-            consumers = [entry["op_name"] for entry in streaming.table.values()]
-
-            def remove_cached_padding(g: BaseGraph) -> None:
-                for name in consumers:
-                    g.operations[name].attributes["pads"] = [0] * len(g.operations[name].attributes["pads"])
-
-            options["streaming_custom_passes"] = [remove_cached_padding]
+        esp_ppq_own = streaming.esp_ppq_table is not None
+        options = {"streaming_table": streaming.esp_ppq_table or {}, "auto_streaming": esp_ppq_own,
+                   "streaming_input_shape": {INPUT_NAME: streaming.input_shape},
+                   "streaming_custom_passes": [record_layouts] + ([] if esp_ppq_own else [_place_caches(streaming.sites)])}
     reset_export_state()
     try:
         with captured_ppq_log(log) as errors:
@@ -228,6 +248,7 @@ def export_espdl(
         reset_export_state()
     if errors:
         raise ExportError(f"esp-ppq reported an error while exporting {path.name}: {errors[0]}")
+    return layouts
 
 
 # ---------------------------------------------------------------- host simulation
@@ -303,11 +324,11 @@ def streaming_graph(q: Quantized, sites: tuple[CacheSite, ...]) -> BaseGraph:
         cache = graph.create_operation(
             op_type="StreamingCache",
             name=f"sim_cache{k}",
-            attributes={"window_size": site.window, "frame_axis": TIME_AXIS},
+            attributes={"window_size": site.window, "frame_axis": site.time_axis},
             platform=consumer.platform,
         )
         graph.insert_op_before(A=cache, B=consumer, input_idx=consumer.inputs.index(graph.variables[site.variable]))
-        consumer.attributes["pads"] = [0, 0]
+        consumer.attributes["pads"] = without_time_padding(consumer.attributes["pads"], site.time_axis - 2)
     return graph
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from .onnx_graph import INPUT_NAME, OUTPUT_NAME, StreamingPlan, find_cache_sites, model_to_onnx, streaming_twin
+from .intake import INPUT_NAME, OUTPUT_NAME, from_torch
+from .plan import StreamingPlan, plan_streaming, streaming_twin
 
 
 @dataclass
@@ -60,10 +61,10 @@ class StreamingModel:
 
     @classmethod
     def from_torch(cls, model, n_mels: int, frames: int, chunk: int, frames_per_second: float = 100.0) -> "StreamingModel":
-        offline = model_to_onnx(model, n_mels, frames)
-        plan = find_cache_sites(offline)
+        offline = from_torch(model, n_mels, frames)
+        plan = plan_streaming(offline.onnx, offline.layers).require_streamable()
         plan.check_chunk(chunk, frames)
-        return cls(streaming_twin(offline, plan, chunk), plan, chunk, frames_per_second)
+        return cls(streaming_twin(plan, chunk), plan, chunk, frames_per_second)
 
     def zero_state(self) -> dict[str, np.ndarray]:
         return {name: np.zeros(shape, np.float32) for name, shape in self.state_shapes.items()}

@@ -26,7 +26,8 @@ import onnxruntime as ort
 
 from .emulator import Emulator, EmulatorError, exponent_mismatches
 from .espdl_file import FLOAT32, INT8, INT16, EspdlFile, read_espdl
-from .onnx_graph import INPUT_NAME, OUTPUT_NAME, StreamingPlan, with_dynamic_time
+from .intake import INPUT_NAME
+from .plan import StreamingPlan, with_dynamic_time
 from .vectors import ROLE_INPUT, ROLE_OUTPUT
 
 FLOAT_TOLERANCE = 1e-5
@@ -77,7 +78,7 @@ def run_streaming_onnx(twin: onnx.ModelProto, plan: StreamingPlan, clip: np.ndar
     """Feed one clip [n_mels, frames] chunk by chunk; every cache and state output goes back in."""
     session = _session(twin)
     feedback = [(f"cache{k}_out", f"cache{k}_in") for k in range(len(plan.sites))] + list(plan.state_pairs)
-    carried = {f"cache{k}_in": np.zeros((1, s.channels, s.cache_frames), np.float32) for k, s in enumerate(plan.sites)}
+    carried = {f"cache{k}_in": np.zeros(s.cache_shape, np.float32) for k, s in enumerate(plan.sites)}
     carried.update(_zero_states(twin, plan.state_inputs))
     names = [o.name for o in session.get_outputs()]
     results = []
@@ -90,12 +91,14 @@ def run_streaming_onnx(twin: onnx.ModelProto, plan: StreamingPlan, clip: np.ndar
 
 # ---------------------------------------------------------------- per-chunk comparison
 def chunk_references(run: Callable[[np.ndarray], Outputs], clip: np.ndarray, chunk: int, plan: StreamingPlan) -> list[Outputs]:
-    """What the offline model says each chunk must give: y on the chunk's frames, the states after its prefix."""
+    """What the offline model says each chunk must give: every output on the chunk's frames, the states after its prefix."""
     full = run(clip)
-    per = chunk // plan.total_stride
     references = []
     for i in range(clip.shape[-1] // chunk):
-        reference = {OUTPUT_NAME: full[OUTPUT_NAME][..., i * per : (i + 1) * per]}
+        reference = {}
+        for o in plan.frame_outputs:
+            per = chunk // o.stride
+            reference[o.name] = np.take(full[o.name], range(i * per, (i + 1) * per), axis=o.time_axis)
         if plan.recurrent:
             prefix = run(clip[:, : (i + 1) * chunk])
             reference.update({out: prefix[out] for out, _ in plan.state_pairs})
@@ -128,16 +131,19 @@ def compare_chunks(references: list[list[Outputs]], streamed: list[list[Outputs]
 
 def _scope(references: list[list[Outputs]]) -> str:
     names = list(references[0][0])
-    tensors = OUTPUT_NAME if len(names) == 1 else f"{OUTPUT_NAME} and {len(names) - 1} states"
+    outputs = [n for n in names if not n.endswith("_out")]
+    tensors = ", ".join(outputs) + (f" and {len(names) - len(outputs)} states" if len(names) > len(outputs) else "")
     return f"{len(references[0])} chunks x {len(references)} clips ({tensors})"
 
 
-def check_torch_vs_onnx(torch_outputs: list[np.ndarray], onnx_outputs: list[np.ndarray]) -> Check:
-    """Two float32 runtimes sum in different orders: the bound is relative to the output's magnitude."""
+def check_torch_vs_onnx(torch_outputs: list[np.ndarray], onnx_outputs: list[np.ndarray], source: str = "PyTorch") -> Check:
+    """The model as given (PyTorch, or the user's own ONNX) against the planned offline graph, every output.
+
+    Two float32 runtimes sum in different orders: the bound is relative to the output's magnitude."""
     worst = max(float(np.abs(a - b).max()) for a, b in zip(torch_outputs, onnx_outputs))
     scale = max(1.0, max(float(np.abs(a).max()) for a in torch_outputs))
     limit = FLOAT_TOLERANCE * scale
-    return Check("PyTorch vs offline ONNX (float)", worst <= limit,
+    return Check(f"{source} vs offline ONNX (float)", worst <= limit,
                  f"max |diff| {worst:.2e} (limit {FLOAT_TOLERANCE:g} x max |y| {scale:.1f})")
 
 
@@ -169,7 +175,7 @@ def check_quantized_streaming(references: list[list[Outputs]], streamed: list[li
 
 
 # ---------------------------------------------------------------- the written files
-def check_streaming_structure(espdl, plan: StreamingPlan, chunk: int, n_mels: int) -> Check:
+def check_streaming_structure(espdl, plan: StreamingPlan, chunk: int, n_mels: int, x_layout=(0, 2, 1)) -> Check:
     """The written streaming file has exactly the planned caches, and nothing else reads a cache output.
 
     Intermediate value-info shapes are not checked: esp-ppq leaves them at the offline length, and
@@ -177,8 +183,9 @@ def check_streaming_structure(espdl, plan: StreamingPlan, chunk: int, n_mels: in
     """
     problems = []
     x = espdl.inputs.get(INPUT_NAME)
-    if x is None or x.dims != [1, chunk, n_mels]:
-        problems.append(f"input '{INPUT_NAME}' is {x.dims if x else 'missing'}, expected [1, {chunk}, {n_mels}]")
+    expected = [[1, n_mels, chunk][a] for a in x_layout]  # x_layout: esp-ppq's permutation of [1, n_mels, frames]
+    if x is None or x.dims != expected:
+        problems.append(f"input '{INPUT_NAME}' is {x.dims if x else 'missing'}, expected {expected}")
     caches = [n for n in espdl.nodes if n.op_type == "StreamingCache"]
     if len(caches) != len(plan.sites):
         problems.append(f"{len(caches)} StreamingCache nodes, planned {len(plan.sites)}")
@@ -190,8 +197,9 @@ def check_streaming_structure(espdl, plan: StreamingPlan, chunk: int, n_mels: in
         cache = feeding[0]
         if cache.attributes.get("window_size") != site.window:
             problems.append(f"cache for '{site.consumer}' has window {cache.attributes.get('window_size')}, needs {site.window}")
-        if cache.attributes.get("frame_axis") != 1:
-            problems.append(f"cache for '{site.consumer}' is on frame axis {cache.attributes.get('frame_axis')}, ESP-DL's is 1")
+        if cache.attributes.get("frame_axis") != site.frame_axis:
+            problems.append(f"cache for '{site.consumer}' is on frame axis {cache.attributes.get('frame_axis')}, "
+                            f"its frames are on axis {site.frame_axis}")
     for cache in caches:
         for reader in espdl.consumers(cache.outputs[0]):
             if reader.op_type not in TIME_MIXING_OPS:
@@ -199,15 +207,20 @@ def check_streaming_structure(espdl, plan: StreamingPlan, chunk: int, n_mels: in
                     f"{reader.op_type} '{reader.name}' reads the output of cache '{cache.name}' "
                     f"(window+chunk-1 frames where it expects a chunk): a shared cache"
                 )
+    time_index = dict(plan.time_pads)
     for node in espdl.nodes:
         pads = node.attributes.get("pads")
-        if node.op_type in TIME_MIXING_OPS and pads and any(pads):
-            problems.append(f"{node.op_type} '{node.name}' still pads {pads}: it would insert zeros into every chunk")
+        if node.op_type in TIME_MIXING_OPS and node.name in time_index and pads:
+            t = time_index[node.name]
+            if pads[t] or pads[t + len(pads) // 2]:
+                problems.append(f"{node.op_type} '{node.name}' still pads {pads}: it would insert zeros into every chunk")
     windows = ",".join(str(s.window) for s in plan.sites)
+    axes = ",".join(sorted({str(s.frame_axis) for s in plan.sites})) or "-"
     return Check(
         "streaming .espdl structure",
         not problems,
-        "; ".join(problems) or f"{len(caches)} StreamingCache nodes, windows {windows or '-'}, frame axis 1, each read only by its op",
+        "; ".join(problems) or f"{len(caches)} StreamingCache nodes, windows {windows or '-'}, frame axis {axes}, "
+                               f"each read only by its op",
     )
 
 

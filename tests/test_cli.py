@@ -68,7 +68,9 @@ def test_verify_passes_on_our_export_and_names_a_shared_cache(tmp_path, features
 
     import torch
 
-    from espdl_stream.export import onnx_graph, ppq
+    from espdl_stream.export import ppq
+    from espdl_stream.export.intake import model_to_onnx
+    from espdl_stream.export.plan import find_cache_sites
     from espdl_stream.models import build_model
 
     out = tmp_path / "out"
@@ -79,10 +81,10 @@ def test_verify_passes_on_our_export_and_names_a_shared_cache(tmp_path, features
     assert "emulating esp32s3" in capsys.readouterr().out  # the target comes from the file's metadata
 
     # esp-ppq's plain auto streaming, without the project's per-op table: the residual Add reads a cache
-    proto = onnx_graph.model_to_onnx(build_model("tcn"), 40, 96)
+    proto = find_cache_sites(model_to_onnx(build_model("tcn"), 40, 96)).graph
     q = ppq.quantize(proto, [{"x": torch.from_numpy(c[None])} for c in features[:8]], "esp32s3", 8, io.StringIO())
     plain = tmp_path / "plain_streaming.espdl"
-    ppq.export_espdl(q, plain, io.StringIO(), streaming=ppq.StreamingExport({}, [1, 40, 8]))
+    ppq.export_espdl(q, plain, io.StringIO(), streaming=ppq.StreamingExport((), [1, 40, 8], esp_ppq_table={}))
     assert main(["verify", "--offline", str(out / "model.espdl"), "--streaming", str(plain), "--target", "esp32s3"]) == 1
     report = capsys.readouterr().out
     assert "Add node '/blocks/blocks.0/Add': inputs of shapes (1, 10, 64) and (1, 8, 64) do not broadcast" in report

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from espdl_stream.export import onnx_graph, ppq, verify
+from espdl_stream.export import ppq, verify
+from espdl_stream.export.intake import model_to_onnx
+from espdl_stream.export.plan import CacheSite, find_cache_sites
 from espdl_stream.export.errors import ExportError, UnstreamableModel
 from espdl_stream.export.espdl_file import read_espdl
 from espdl_stream.export.pipeline import ExportConfig, export_streaming
@@ -66,7 +68,7 @@ def test_state_contract_refuses_states_that_cannot_be_copied_back(features, tmp_
     result = _export(features, tmp_path, model=build_model("lstm"))
     assert result.passed
     files = {name: read_espdl(tmp_path / name) for name in ("model.espdl", "streaming_model.espdl")}
-    plan = onnx_graph.find_cache_sites(onnx_graph.model_to_onnx(build_model("lstm"), 40, 96))
+    plan = find_cache_sites(model_to_onnx(build_model("lstm"), 40, 96))
     assert verify.check_state_contract(files, plan).passed
     files["streaming_model.espdl"].outputs["h1_out"].exponent += 1
     files["model.espdl"].outputs["c0_out"].dtype = 3  # int8
@@ -96,9 +98,8 @@ def test_a_users_strided_model_exports(features, tmp_path):
 
 @pytest.fixture(scope="module")
 def quantized_tcn(features):
-    proto = onnx_graph.model_to_onnx(build_model("tcn"), 40, 96)
-    plan = onnx_graph.find_cache_sites(proto)
-    return ppq.quantize(proto, _calibration(features[:8]), "esp32s3", 8, io.StringIO()), plan
+    plan = find_cache_sites(model_to_onnx(build_model("tcn"), 40, 96))
+    return ppq.quantize(plan.graph, _calibration(features[:8]), "esp32s3", 8, io.StringIO()), plan
 
 
 def _calibration(clips):
@@ -109,35 +110,33 @@ def _chunks(clip, chunk):
     return [torch.from_numpy(np.ascontiguousarray(clip[None, :, i : i + chunk])) for i in range(0, clip.shape[-1], chunk)]
 
 
-def _streaming_file(q, path, table):
-    ppq.export_espdl(q, path, io.StringIO(), streaming=ppq.StreamingExport(table, [1, 40, 8]))
+def _streaming_file(q, path, sites=(), esp_ppq_table=None):
+    ppq.export_espdl(q, path, io.StringIO(), streaming=ppq.StreamingExport(sites, [1, 40, 8], esp_ppq_table))
     return read_espdl(path)
 
 
 def test_guard_shared_cache_from_plain_auto_streaming_is_detected(quantized_tcn, tmp_path):
     q, plan = quantized_tcn
-    espdl = _streaming_file(q, tmp_path / "auto.espdl", {})  # esp-ppq's own auto streaming, no per-op table
+    espdl = _streaming_file(q, tmp_path / "auto.espdl", esp_ppq_table={})  # esp-ppq's own auto streaming
     check = verify.check_streaming_structure(espdl, plan, 8, 40)
     assert not check.passed
     # the residual Add reads a cache output, directly or through a RequantizeLinear esp-ppq put before it
     assert "reads the output of cache" in check.detail and "a shared cache" in check.detail
-    ours = _streaming_file(q, tmp_path / "ours.espdl", ppq.streaming_table(plan.sites))
+    ours = _streaming_file(q, tmp_path / "ours.espdl", plan.sites)
     assert verify.check_streaming_structure(ours, plan, 8, 40).passed
 
 
 def test_guard_wrong_window_is_detected_in_file_and_simulation(quantized_tcn, tmp_path, features):
     q, plan = quantized_tcn
-    table = ppq.streaming_table(plan.sites)
     wrong = plan.sites[3]
-    table[wrong.variable]["window_size"] += 1
-    check = verify.check_streaming_structure(_streaming_file(q, tmp_path / "w.espdl", table), plan, 8, 40)
+    sites = tuple(
+        CacheSite(s.variable, s.consumer, s.window + 1, s.stride, s.channels, s.input_stride) if s == wrong else s
+        for s in plan.sites
+    )
+    check = verify.check_streaming_structure(_streaming_file(q, tmp_path / "w.espdl", sites), plan, 8, 40)
     assert not check.passed and f"has window {wrong.window + 1}, needs {wrong.window}" in check.detail
     # the same mistake in the simulated graph: the conv then yields a different number of frames
     # than its residual partner, and the simulation stops at that Add instead of streaming garbage
-    sites = tuple(
-        onnx_graph.CacheSite(s.variable, s.consumer, s.window + 1, s.stride, s.channels, s.input_stride) if s == wrong else s
-        for s in plan.sites
-    )
     chunks = _chunks(features[30], 8)
     with pytest.raises(RuntimeError, match="Op Execution Error: /blocks/blocks.3/Add"):
         ppq.simulate_streaming(q, sites, chunks)
@@ -145,20 +144,19 @@ def test_guard_wrong_window_is_detected_in_file_and_simulation(quantized_tcn, tm
 
 def test_guard_failed_export_does_not_poison_the_next(quantized_tcn, tmp_path, monkeypatch):
     q, plan = quantized_tcn
-    table = ppq.streaming_table(plan.sites)
     good = tmp_path / "good.espdl"
-    _streaming_file(q, good, table)
-    bad_table = {**table, "no_such_variable": {"window_size": 3, "op_name": None, "frame_axis": 1}}
+    _streaming_file(q, good, plan.sites)
+    bad_table = {"no_such_variable": {"window_size": 3, "op_name": None, "frame_axis": 1}}
     with pytest.raises(ExportError, match="esp-ppq"):
-        _streaming_file(q, tmp_path / "bad.espdl", bad_table)
-    _streaming_file(q, tmp_path / "after.espdl", table)
+        _streaming_file(q, tmp_path / "bad.espdl", esp_ppq_table=bad_table)
+    _streaming_file(q, tmp_path / "after.espdl", plan.sites)
     assert (tmp_path / "after.espdl").read_bytes() == good.read_bytes()
     # without the guard the leftover table poisons the next export
     monkeypatch.setattr(ppq, "reset_export_state", lambda: None)
     with pytest.raises(ExportError):
-        _streaming_file(q, tmp_path / "bad2.espdl", bad_table)
+        _streaming_file(q, tmp_path / "bad2.espdl", esp_ppq_table=bad_table)
     with pytest.raises(ExportError):
-        _streaming_file(q, tmp_path / "poisoned.espdl", table)
+        _streaming_file(q, tmp_path / "poisoned.espdl", plan.sites)
 
 
 def test_guard_errors_esp_ppq_only_logs_are_raised(features):
@@ -170,10 +168,10 @@ def test_guard_errors_esp_ppq_only_logs_are_raised(features):
         def forward(self, x):
             return self.conv(x).mean(dim=2, keepdim=True)
 
-    proto = onnx_graph.model_to_onnx(MeanOverTime().eval(), 40, 96)  # find_cache_sites would refuse it
+    proto = model_to_onnx(MeanOverTime().eval(), 40, 96)  # the plan would refuse it
     q = ppq.quantize(proto, _calibration(features[:4]), "esp32s3", 8, io.StringIO())
     with pytest.raises(ExportError, match="operates along the frame axis"):
-        ppq.export_espdl(q, Path(os.devnull), io.StringIO(), streaming=ppq.StreamingExport({}, [1, 40, 8]))
+        ppq.export_espdl(q, Path(os.devnull), io.StringIO(), streaming=ppq.StreamingExport((), [1, 40, 8], {}))
 
 
 def test_failed_verification_leaves_previous_artifacts(features, tmp_path, monkeypatch):
@@ -236,10 +234,9 @@ def test_16_bit_exports_use_esp_ppqs_float64_simulation(features):
     for target in ("esp32s3", "esp32p4"):
         assert ppq.platform_for(target, 16) == ppq.get_target_platform(target, 16, debug=True)
         assert ppq.platform_for(target, 16) != ppq.get_target_platform(target, 16)
-    proto = onnx_graph.model_to_onnx(build_model("tcn"), 40, 96)
-    plan = onnx_graph.find_cache_sites(proto)
+    plan = find_cache_sites(model_to_onnx(build_model("tcn"), 40, 96))
     clip = features[35]
-    q = ppq.quantize(proto, _calibration(features[:8]), "esp32p4", 16, io.StringIO())
+    q = ppq.quantize(plan.graph, _calibration(features[:8]), "esp32p4", 16, io.StringIO())
     assert q.platform == ppq.platform_for("esp32p4", 16)
     offline = ppq.simulate_offline(q, {"x": torch.from_numpy(clip[None])})["y"]
     streamed = np.concatenate([r["y"] for r in ppq.simulate_streaming(q, plan.sites, _chunks(clip, 4))], axis=2)
