@@ -1,10 +1,15 @@
-"""`export-espdl`: export a streaming model to .espdl files with proof that streaming equals offline."""
+"""`export-espdl`: export a streaming model to .espdl files with proof that streaming equals offline.
+
+`export-espdl check` plans a model without quantizing: the pipeline, the checks and esp-ppq (seconds to import)
+are imported only by the commands that use them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -15,11 +20,11 @@ from safetensors import SafetensorError
 from ..calibration import DataError, FbankConfig, calibration_clips, keyword_eval_set, load_features, require_clips
 from ..calibration.loaders import feature_stream
 from ..models import MODEL_NAMES, build_model, training_summary, weights_path
-from . import verify
 from .artifacts import check_output_dir
 from .errors import ExportError
 from .espdl_file import read_espdl
-from .pipeline import BITS, STREAMING_FILE, TARGETS, ExportConfig, ExportResult, export_streaming
+from .intake import INPUT_LAYOUTS, load_model, take_model
+from .plan import check_table, plan_streaming
 from .vectors import VectorFormatError, read_vectors
 
 EXIT_FAILED_CHECK, EXIT_USAGE = 1, 2
@@ -72,8 +77,18 @@ def existing_path(text: str) -> Path:
     return path
 
 
+def model_spec(text: str) -> str:
+    """argparse type: a shipped model's name, path/to/file.py:factory, package.module:callable or a .onnx file."""
+    if text in MODEL_NAMES or text.endswith(".onnx") or (":" in text and text.rpartition(":")[2]):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is none of the shipped models ({', '.join(MODEL_NAMES)}), a "
+                                     "path/to/file.py:factory, a package.module:callable or a .onnx file")
+
+
 def export_folder(text: str) -> Path:
     """argparse type: a folder export-espdl wrote (holding streaming_model.espdl)."""
+    from .pipeline import STREAMING_FILE
+
     path = Path(text)
     if not path.is_dir():
         raise argparse.ArgumentTypeError(f"{path}: no such folder (give the --out folder of an export)")
@@ -82,17 +97,33 @@ def export_folder(text: str) -> Path:
     return path
 
 
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", default="trained", metavar="trained|random|PATH",
+                   help="shipped models: their trained weights (models/weights/) or a random initialisation from --seed; "
+                        "your model: a .safetensors file or a torch.save'd state dict (read with weights_only=True)")
+    p.add_argument("--input-layout", choices=INPUT_LAYOUTS, metavar="|".join(INPUT_LAYOUTS),
+                   help="how your model reads the features: BFT [batch, n_mels, frames] (default), BTF "
+                        "[batch, frames, n_mels], B1FT / B1TF for a Conv2d model (default for an ONNX file: from its input)")
+
+
 def parser() -> argparse.ArgumentParser:
+    from .pipeline import BITS, TARGETS, ExportConfig
+
     defaults = ExportConfig()
     p = _Parser(
         prog="export-espdl",
         description="Quantize a streaming audio model with ESP-PPQ for ESP-DL, offline and streaming from one "
         "calibration, prove the streaming model equals the offline one (float and integer, every chunk), and write "
         ".espdl files, per-chunk test vectors and a report.",
-        epilog="`export-espdl verify --help`: check any pair of offline and streaming .espdl files in the ESP-DL emulator. "
+        epilog="`export-espdl check --help`: what of a model streams, layer by layer, before any quantizing. "
+        "`export-espdl verify --help`: check any pair of offline and streaming .espdl files in the ESP-DL emulator. "
         "`export-espdl stream --help`: play a recording through a streaming model on this PC.",
     )
-    p.add_argument("--model", choices=MODEL_NAMES, default="tcn", help="shipped model to export (default: tcn)")
+    model = p.add_mutually_exclusive_group()
+    model.add_argument("--model", type=model_spec, default="tcn", metavar="NAME|FILE.py:FACTORY|MODULE:CALLABLE",
+                       help=f"a shipped model ({', '.join(MODEL_NAMES)}; default: tcn), or your own: the module a "
+                            f"factory in a .py file or an importable module returns")
+    model.add_argument("--onnx", type=existing_file, metavar="FILE", help="your model as an ONNX file exported elsewhere")
     p.add_argument("--target", choices=TARGETS, default=defaults.target, help="chip (default: %(default)s)")
     p.add_argument("--bits", type=int, choices=BITS, default=defaults.bits, help="integer width (default: %(default)s)")
     p.add_argument("--chunk", type=whole_number(1, MAX_CHUNK_FRAMES), default=defaults.chunk, metavar="FRAMES",
@@ -102,17 +133,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--calib", type=existing_path, metavar="PATH",
                    help="calibration data: a folder of .wav or .npy [n_mels, frames] files, or one .npy/.npz "
                         "(default: the shipped set of recorded and synthetic speech, calibration/data/)")
-    p.add_argument("--weights", choices=("trained", "random"), default="trained",
-                   help="the shipped trained weights (models/weights/) or a random initialisation from --seed")
+    _model_arguments(p)
     p.add_argument("--calib-steps", type=whole_number(1, MAX_CALIBRATION_CLIPS), default=defaults.calib_steps, metavar="N",
                    help="calibration clips (default: %(default)s)")
-    p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: firmware/main/models/<model>/<target>, what `idf.py -DESPDL_MODEL=<model>` builds)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: firmware/main/models/<model>/<target>, what `idf.py -DESPDL_MODEL=<model>` builds; for your own model, <model> is its factory's or file's name)")
     p.add_argument("--seed", type=whole_number(0, 2**32 - 1), default=defaults.seed, help="seed of weights and synthetic data (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the verdict table")
     return p
 
 
-def _features(args, config: ExportConfig, frontend: FbankConfig) -> tuple[np.ndarray, np.ndarray, str]:
+def _features(args, config, frontend: FbankConfig) -> tuple[np.ndarray, np.ndarray, str]:
     if args.calib is None:
         clips, source = calibration_clips()[..., : config.frames], "shipped recorded and synthetic speech (calibration/data/)"
         if clips.shape[-1] < config.frames:
@@ -125,13 +155,13 @@ def _features(args, config: ExportConfig, frontend: FbankConfig) -> tuple[np.nda
     return clips[: config.calib_steps], verification, source
 
 
-def check_lines(checks: list[verify.Check]) -> list[str]:
+def check_lines(checks) -> list[str]:
     width = max(len(c.name) for c in checks)
     lines = [f"{'check'.ljust(width)}  result  detail"]
     return lines + [f"{c.name.ljust(width)}  {'PASS' if c.passed else 'FAIL'}    {c.detail}" for c in checks]
 
 
-def verdict_table(result: ExportResult) -> str:
+def verdict_table(result) -> str:
     r = result.report
     lines = [
         f"{r['model']['name']} -> {r['config']['target']} int{r['config']['bits']}, chunk {r['config']['chunk']} "
@@ -150,6 +180,8 @@ def verdict_table(result: ExportResult) -> str:
 
 
 def verify_parser() -> argparse.ArgumentParser:
+    from .pipeline import TARGETS
+
     p = _Parser(
         prog="export-espdl verify",
         description="Run .espdl files in the ESP-DL emulator, names, shapes and types read from the files. "
@@ -167,6 +199,8 @@ def verify_parser() -> argparse.ArgumentParser:
 
 
 def _target(args, files) -> str:
+    from .pipeline import TARGETS
+
     named = {f.metadata.get("target") for f in files} - {None}
     if args.target:
         return args.target
@@ -180,6 +214,8 @@ def verify_main(argv: list[str]) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from . import verify
+
     if args.offline is None and (args.streaming is None or args.vectors is None):
         raise ExportError("give --offline FILE, --offline with --streaming FILE, or --streaming FILE --vectors FILE")
     if args.vectors is not None and args.streaming is None:
@@ -206,6 +242,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def stream_parser() -> argparse.ArgumentParser:
+    from .pipeline import ExportConfig
+
     p = _Parser(
         prog="export-espdl stream",
         description="Play a recording through a streaming model chunk by chunk, as it would arrive: per-chunk top "
@@ -238,6 +276,7 @@ def stream_main(argv: list[str]) -> int:
 
 def _stream(args: argparse.Namespace) -> int:
     from ..calibration import keyword_eval_set
+    from .pipeline import STREAMING_FILE, ExportConfig
     from .runtime import EmulatedSession, StreamingModel, StreamingSession
 
     frontend = FbankConfig()
@@ -298,6 +337,70 @@ def shipped_model(name: str, seed: int = 0, trained: bool = True) -> tuple[torch
                           "espdl-stream") from None
 
 
+def user_or_shipped_model(spec: str, weights: str, seed: int) -> tuple[torch.nn.Module | Path, str, dict]:
+    """(a torch module or an .onnx path, its name, what the report says of its weights)."""
+    if spec.endswith(".onnx"):
+        return Path(spec), Path(spec).stem, {"weights": "in the ONNX file"}
+    if spec in MODEL_NAMES:
+        if weights not in ("trained", "random"):
+            raise ExportError(f"--weights {weights!r}: the shipped {spec} takes trained or random")
+        model, notes = shipped_model(spec, seed, weights == "trained")
+        return model, spec, notes
+    torch.manual_seed(seed)
+    own = None if weights in ("trained", "random") else weights
+    name = spec.rpartition(":")[2]
+    return load_model(spec, own), name, {"weights": own or f"as {spec} makes them (seed {seed})", "factory": spec}
+
+
+def check_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="export-espdl check",
+        description="What of a model streams, before any quantizing: its layers by their PyTorch names (or node names "
+        "in an ONNX file), each streaming as is, needing a cache of N frames, carrying state, or unsupported (why), "
+        "with the rule that decided and the fix. Exit 0 if the whole model streams, 1 if a layer is refused.",
+    )
+    p.add_argument("model", type=model_spec, metavar="MODEL",
+                   help=f"a shipped model ({', '.join(MODEL_NAMES)}), path/to/file.py:factory, package.module:callable, "
+                        f"or a .onnx file")
+    _model_arguments(p)
+    p.add_argument("--n-mels", type=whole_number(1), metavar="N",
+                   help="features per frame (default: an ONNX file's own, else 40, the shipped front end's)")
+    p.add_argument("--frames", type=whole_number(1, MAX_OFFLINE_FRAMES), default=96, metavar="FRAMES",
+                   help="offline length to plan at (default: 96)")
+    p.add_argument("--chunk", type=whole_number(1, MAX_CHUNK_FRAMES), default=8, metavar="FRAMES",
+                   help="frames per streaming step (default: 8)")
+    p.add_argument("--seed", type=whole_number(0, 2**32 - 1), default=0, help="seed of a model's initial weights (default: 0)")
+    return p
+
+
+def check_main(argv: list[str]) -> int:
+    return refusing_in_one_line("export-espdl check", _check, check_parser().parse_args(argv))
+
+
+def _check(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    model, name, _ = user_or_shipped_model(args.model, args.weights, args.seed)
+    n_mels = args.n_mels or (None if isinstance(model, Path) else FbankConfig().n_mels)
+    source = take_model(model, n_mels, args.frames, args.input_layout)
+    plan = plan_streaming(source.onnx, source.layers)
+    print(f"{name} ({source.source}): x [1, {source.n_mels}, {args.frames}], planned in {time.perf_counter() - started:.2f} s")
+    print(check_table(plan))
+    for note in source.notes:
+        print(f"note: {note}")
+    if plan.refusals:
+        print(f"REFUSED: {plan.refusals[0].sentence}" + (f" (+{len(plan.refusals) - 1} more above)" if len(plan.refusals) > 1 else ""))
+        return EXIT_FAILED_CHECK
+    try:
+        plan.check_chunk(args.chunk, args.frames)
+    except ExportError as e:
+        print(f"REFUSED: {e}")
+        return EXIT_FAILED_CHECK
+    caches = " + ".join(str(s.cache_frames) for s in plan.sites) or "no"
+    print(f"STREAMS: {len(plan.sites)} cache{'s' * (len(plan.sites) != 1)} ({caches} frames), {len(plan.state_pairs)} states, total stride "
+          f"{plan.total_stride}, chunk {args.chunk} frames")
+    return 0
+
+
 def refusing_in_one_line(prog: str, command: Callable[[argparse.Namespace], int], args: argparse.Namespace,
                          refused: tuple[type[Exception], ...] = ()) -> int:
     """Run a command; an error the user can cause (bad data, an unusable file or place) is one line and exit 2."""
@@ -318,24 +421,28 @@ def main(argv: list[str] | None = None) -> int:
         return verify_main(argv[1:])
     if argv[:1] == ["stream"]:
         return stream_main(argv[1:])
+    if argv[:1] == ["check"]:
+        return check_main(argv[1:])
     return refusing_in_one_line("export-espdl", _export, parser().parse_args(argv))
 
 
 def _export(args: argparse.Namespace) -> int:
+    from .pipeline import ExportConfig, export_streaming
+
     config = ExportConfig(target=args.target, bits=args.bits, chunk=args.chunk, frames=args.frames,
                           calib_steps=args.calib_steps, seed=args.seed)
-    out = args.out or Path("firmware/main/models") / args.model / args.target
+    model, name, weights = user_or_shipped_model(str(args.onnx) if args.onnx else args.model, args.weights, args.seed)
+    out = args.out or Path("firmware/main/models") / name / args.target
     check_output_dir(out)  # before any work: a file in the way, a folder not writable, another export there
     echo = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     frontend = FbankConfig()
     config.validate()
     calibration, verification, source = _features(args, config, frontend)
-    trained = args.weights == "trained"
-    model, weights = shipped_model(args.model, args.seed, trained)
+    trained = name in MODEL_NAMES and args.weights == "trained"
     result = export_streaming(
-        model, calibration, verification, config, out, model_name=args.model, frontend=frontend,
+        model, calibration, verification, config, out, model_name=name, frontend=frontend,
         notes={**weights, "calibration": source}, echo=echo,
-        evaluation=keyword_eval_set() if trained else None,
+        evaluation=keyword_eval_set() if trained else None, input_layout=args.input_layout,
     )
     print(verdict_table(result))
     return 0 if result.passed else EXIT_FAILED_CHECK

@@ -15,9 +15,11 @@ or an `.onnx` file exported elsewhere. Whatever the source, the graph handed to 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import io
+import os
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -76,6 +78,18 @@ class Intake:
         out = out if isinstance(out, (tuple, list)) else (out,)
         names = [o.name for o in self.onnx.graph.output]
         return {name: value.numpy() for name, value in zip(names, _flat_tensors(out))}
+
+
+def take_model(model, n_mels: int, frames: int, input_layout: str | None = None, weights=None) -> Intake:
+    """The intake stage: a torch module, `file.py:factory` / `package.module:callable` (with `weights`), or an
+    .onnx path, as ONNX ready to plan. n_mels: the features per frame (an ONNX file's own when it fixes them)."""
+    if isinstance(model, Intake):
+        return model
+    if isinstance(model, torch.nn.Module):
+        return from_torch(model, n_mels, frames, input_layout or "BFT")
+    if str(model).endswith(".onnx"):
+        return from_onnx(model, frames, n_mels, input_layout)
+    return from_torch(load_model(str(model), weights), n_mels, frames, input_layout or "BFT")
 
 
 # ---------------------------------------------------------------- loading the user's module
@@ -230,12 +244,26 @@ def _torchscript(module: torch.nn.Module, example: dict[str, torch.Tensor], outp
         # states become graph inputs, which is what this warning about RNN batch sizes asks for
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size other than 1")
         try:
-            torch.onnx.export(module.eval(), tuple(example.values()), buffer, opset_version=OPSET,
-                              input_names=list(example), output_names=output_names, do_constant_folding=True,
-                              dynamo=False)
+            with _silenced_stderr():  # on failure torch's C++ side dumps its whole IR graph there
+                torch.onnx.export(module.eval(), tuple(example.values()), buffer, opset_version=OPSET,
+                                  input_names=list(example), output_names=output_names, do_constant_folding=True,
+                                  dynamo=False)
         except Exception as e:
             raise ExportError(f"torch.onnx.export failed: {type(e).__name__}: {str(e).splitlines()[0]}") from e
     return onnx.load_from_string(buffer.getvalue())
+
+
+@contextlib.contextmanager
+def _silenced_stderr():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _module_path(node_name: str, paths: list[str], prefix: str) -> str:
@@ -368,8 +396,10 @@ def from_onnx(path: str | Path, frames: int, n_mels: int | None = None, input_la
             _set_shape(state, [1 if d.HasField("dim_param") or not d.dim_value else d.dim_value
                                for d in state.type.tensor_type.shape.dim])
     del graph.value_info[:]
-    for o in graph.output:  # let shape inference give the outputs their shapes at this length
-        o.type.tensor_type.ClearField("shape")
+    for o in graph.output:  # any length: shape inference gives them their shapes at this one
+        for k, d in enumerate(o.type.tensor_type.shape.dim):
+            d.Clear()
+            d.dim_param = f"{o.name}_{k}"
     layers = {n.name: n.name for n in graph.node}
     names = {o.name: (OUTPUT_NAME if k == 0 else f"{OUTPUT_NAME}{k}") for k, o in enumerate(graph.output)}
     original_names = {x.name: INPUT_NAME, **names}
@@ -379,13 +409,26 @@ def from_onnx(path: str | Path, frames: int, n_mels: int | None = None, input_la
         _rename(graph, f"__{new}", new)
     if layout != "BFT":
         _adapt_input(graph, shape, perm, unsqueeze, layers)
-    simplified = _simplify(proto)
+    simplified = _with_output_shapes(_simplify(proto))
     layers = _carry_layers(proto, simplified, layers)
     proto, notes = expose_recurrent_states(simplified, layers)
     renamed = {old: new for old, new in original_names.items() if old != new}
     if renamed:
         notes.insert(0, "renamed " + ", ".join(f"'{o}' -> '{n}'" for o, n in renamed.items()))
     return Intake(proto, layers, f"ONNX {path.name}", notes=notes)
+
+
+def _with_output_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The outputs' shapes at the planned length, as shape inference finds them."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    for o in probe.graph.output:
+        o.type.tensor_type.ClearField("shape")
+    inferred = {o.name: o for o in onnx.shape_inference.infer_shapes(probe).graph.output}
+    for o in proto.graph.output:
+        if inferred[o.name].type.tensor_type.HasField("shape"):
+            o.type.CopyFrom(inferred[o.name].type)
+    return proto
 
 
 def _set_shape(value_info: onnx.ValueInfoProto, shape: list[int]) -> None:

@@ -25,7 +25,7 @@ from ..calibration import FbankConfig, LabeledClips
 from ..calibration.loaders import check_values
 from ..models import clip_decision, streaming_rules
 from . import integrity, ppq, verify
-from .intake import INPUT_NAME, OUTPUT_NAME, Intake, from_onnx, from_torch, load_model
+from .intake import INPUT_NAME, OUTPUT_NAME, Intake, take_model
 from .plan import StreamingPlan, layer_rows, plan_streaming, streaming_twin
 from .artifacts import check_output_dir, staged_output
 from .emulator import Emulator
@@ -102,17 +102,6 @@ class Progress:
                     progress.echo(f"      done in {seconds:.1f} s")
 
         return _Stage()
-
-
-def take_model(model, n_mels: int, frames: int, input_layout: str | None = None, weights=None) -> Intake:
-    """The intake stage: a torch module, `file.py:factory` / `package.module:callable`, or an .onnx path, as ONNX."""
-    if isinstance(model, Intake):
-        return model
-    if isinstance(model, torch.nn.Module):
-        return from_torch(model, n_mels, frames, input_layout or "BFT")
-    if str(model).endswith(".onnx"):
-        return from_onnx(model, frames, n_mels, input_layout)
-    return from_torch(load_model(str(model), weights), n_mels, frames, input_layout or "BFT")
 
 
 def _check_model_rules(model: torch.nn.Module, plan: StreamingPlan) -> None:

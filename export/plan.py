@@ -176,6 +176,7 @@ class Walk:
         self.cells: list[str] = []
         self.pooling: list[str] = []
         self.time_pads: list[tuple[str, int]] = []
+        self.after_refusal: set[str] = set()  # outputs of refused nodes (and what they feed)
         self.removed: dict[str, tuple[str, Verdict]] = {}  # nodes a rewrite folded into another: op, what `check` says
         self.in_rate = 1
 
@@ -236,19 +237,19 @@ def _causal_window(kernel: int, dilation: int, stride: int, left: int, right: in
     chunk/stride outputs exactly when window - stride <= left <= window - 1 and left + right <= window - 1.
     """
     window = dilation * (kernel - 1) + 1
-    if left + right > window - 1 and right > 0:
-        ahead = right - max(0, window - 1 - left)
-        return None, (f"pads {right} frame(s) on the right: each output reads {ahead} frame(s) after its own, "
-                      f"it looks ahead"), (f"pad {window - 1} frame(s) on the left only (F.pad(x, ({window - 1}, 0)) "
-                                           f"or CausalConv1d), or cut the last {right} output frames (Chomp1d)")
+    causal = f"pad {window - 1} frame(s) on the left only (F.pad(x, ({window - 1}, 0)) or CausalConv1d)"
     if left > window - 1:
-        return None, f"pads {left} frame(s) on the left, more than its {window}-frame window can read", \
-            f"pad {window - 1} frame(s) on the left"
+        return None, f"pads {left} frame(s) on the left, more than its {window}-frame window can read", causal
+    if left < window - stride and left + right >= window - stride:
+        return None, (f"pads {left} frame(s) on the left and {right} on the right: each output reads "
+                      f"{window - stride - left} frame(s) after its own, it looks ahead"), \
+            f"{causal}, or pad {window - 1} on both sides and cut the last {window - 1} output frames (Chomp1d)"
     if left < window - stride:
         need = f"{window - 1}" if stride == 1 else f"{window - stride} to {window - 1}"
-        return None, (f"pads {left} frame(s) on the left, but a causal window of {window} frames with stride {stride} "
-                      f"needs {need}: without them its output is shorter than its input"), \
-            f"pad {window - 1} frame(s) on the left (F.pad(x, ({window - 1}, 0)) or CausalConv1d)"
+        return None, (f"pads {left} frame(s) on the left, but a window of {window} frames with stride {stride} needs "
+                      f"{need}: without them its output is shorter than its input"), causal
+    if left + right > window - 1:
+        return None, f"pads {right} frame(s) on the right: its last outputs read past the end of the input", causal
     return left, "", ""
 
 
@@ -259,10 +260,16 @@ def _spatial(node: onnx.NodeProto, w: Walk, axis: int) -> dict:
     nd = rank - 2
     t = axis - 2
     kernel = list(a.get("kernel_shape") or w.const(node.input[1]).shape[2:])
+    strides, dilations = list(a.get("strides", [1] * nd)), list(a.get("dilations", [1] * nd))
     pads = list(a.get("pads", [0] * 2 * nd))
-    return {"t": t, "nd": nd, "kernel": kernel[t], "stride": list(a.get("strides", [1] * nd))[t],
-            "dilation": list(a.get("dilations", [1] * nd))[t], "left": pads[t], "right": pads[t + nd],
-            "auto_pad": _s(a.get("auto_pad", "NOTSET"))}
+    auto_pad = _s(a.get("auto_pad", "NOTSET"))
+    if auto_pad.startswith("SAME"):  # what ONNX pads for 'same': the output keeps ceil(length / stride) frames
+        length = w.shapes[node.input[0]][axis]
+        total = max((-(-length // strides[t]) - 1) * strides[t] + dilations[t] * (kernel[t] - 1) + 1 - length, 0)
+        pads[t] = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+        pads[t + nd] = total - pads[t]
+    return {"t": t, "nd": nd, "kernel": kernel[t], "stride": strides[t], "dilation": dilations[t],
+            "left": pads[t], "right": pads[t + nd], "auto_pad": auto_pad}
 
 
 def _espdl_frame_axis(w: Walk, node: onnx.NodeProto, axis: int) -> tuple[int | None, str]:
@@ -318,9 +325,7 @@ def conv(node, w: Walk, axis):
                       "give the conv [batch, channels, frames] (transpose first)")
     s = _spatial(node, w, axis)
     rule_name = "causal conv"
-    if s["auto_pad"] not in ("NOTSET", "VALID"):
-        return refuse(rule_name, f"uses auto_pad {s['auto_pad']}", "pad explicitly, on the left (CausalConv1d)", axis)
-    if s["right"] > 0:
+    if s["right"] > 0 and s["auto_pad"] == "NOTSET":
         cut = _chomp(node, w, axis, s["right"])
         if cut:
             a = attrs(node)
@@ -332,6 +337,8 @@ def conv(node, w: Walk, axis):
     left, why, fix = _causal_window(s["kernel"], s["dilation"], s["stride"], s["left"], s["right"])
     if left is None:
         return refuse(rule_name, why, fix, axis)
+    if s["auto_pad"] not in ("NOTSET", "VALID"):
+        return refuse(rule_name, f"uses auto_pad {s['auto_pad']}", f"pad explicitly: {left} frame(s) on the left", axis)
     frame_axis, why = _espdl_frame_axis(w, node, axis)
     if frame_axis is None:
         return refuse(rule_name, why, "put time on the height axis ([B, C, T, F]) before the 2-D conv", axis)
@@ -409,18 +416,48 @@ def pool(node, w: Walk, axis):
 
 @rule("Pad")
 def pad(node, w: Walk, axis):
+    rank = len(w.shapes[node.input[0]])
     pads = w.const(node.input[1]) if len(node.input) > 1 else np.array(attrs(node).get("pads", []))
-    if pads is None:
-        return refuse("padding", "pads by a computed amount", "pad by constants", axis)
-    rank = len(pads) // 2
     axes = w.const(node.input[3]) if len(node.input) > 3 and node.input[3] else None
-    padded = {int(a) % rank for a in (axes if axes is not None else range(rank))}
-    per_axis = dict(zip(sorted(padded), zip(pads[: len(padded)], pads[len(padded):])))
-    if axis is not None and any(per_axis.get(axis, (0, 0))):
-        return refuse("padding outside a conv", "pads frames outside a convolution: in a stream only a conv's own "
-                      "padding can be replaced by a cache", "pad right before the conv (F.pad then nn.Conv1d) or with "
-                      "the conv's own padding, on the left", axis)
-    return streams("per-frame op", axis, "pads only non-time axes")
+    if pads is None or (len(node.input) > 3 and node.input[3] and axes is None):
+        return refuse("padding", "pads by a computed amount", "pad by constants", axis)
+    axes = [int(a) % rank for a in (axes if axes is not None else range(rank))]
+    per_axis = {a: (int(pads[i]), int(pads[i + len(axes)])) for i, a in enumerate(axes)}
+    if axis is None or not any(per_axis.get(axis, (0, 0))):
+        return streams("per-frame op", axis, "pads only non-time axes")
+    if _fold_pad(node, w, per_axis, rank):
+        return streams("F.pad folded into the conv", axis, "its zero padding is the conv's own, which a cache replaces")
+    return refuse("padding outside a conv", "pads frames outside a convolution: in a stream only a conv's own "
+                  "padding can be replaced by a cache", "pad right before the conv (F.pad then nn.Conv1d) or with "
+                  "the conv's own padding, on the left", axis)
+
+
+def _fold_pad(node: onnx.NodeProto, w: Walk, per_axis: dict[int, tuple[int, int]], rank: int) -> bool:
+    """Zero padding read only by convs (or unpadded average pools) becomes their own padding: (F.pad -> conv)
+    shared by two convs is what onnxsim leaves unfused."""
+    value = w.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    consumers = w.consumers(node.output[0])
+    foldable = {"Conv", "AveragePool"}
+    if (_s(attrs(node).get("mode", "constant")) != "constant" or (value is not None and np.any(value))
+            or any(per_axis.get(a, (0, 0)) != (0, 0) for a in (0, 1)) or not consumers
+            or node.output[0] in {o.name for o in w.graph.output}
+            or any(c.op_type not in foldable or c.input[0] != node.output[0]
+                   or _s(attrs(c).get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID")
+                   or (c.op_type == "AveragePool" and any(attrs(c).get("pads", []))) for c in consumers)):
+        return False
+    spatial = rank - 2
+    for consumer in consumers:
+        own = list(attrs(consumer).get("pads", [0] * 2 * spatial))
+        for a in range(2, rank):
+            begin, end = per_axis.get(a, (0, 0))
+            own[a - 2] += begin
+            own[a - 2 + spatial] += end
+        set_attr(consumer, "pads", own)
+        if consumer.op_type == "AveragePool":
+            set_attr(consumer, "count_include_pad", 1)
+        consumer.input[0] = node.input[0]
+    w.graph.node.remove(node)
+    return True
 
 
 # ---------------------------------------------------------------- recurrences
@@ -595,7 +632,7 @@ def elementwise(node, w: Walk, axis):
             return refuse("time-varying constant", f"applies a constant that changes from frame to frame ({varying}): a "
                           "stream does not know which frame of the clip it is at",
                           "make the constant the same for every frame (shape [C, 1]), or drop it")
-    if node.op_type == "Div" and _fuse_gelu(node, w):
+    if node.op_type == "Div" and _fuse_gelu(node, w, axis):
         return streams("GELU", axis, "x/sqrt2 -> Erf -> +1 -> *x -> *0.5 run as ESP-DL's Gelu")
     if node.op_type == "Erf":
         return refuse("per-frame op", "ESP-DL has no Erf module (it runs a whole GELU as Gelu, not a lone Erf)",
@@ -611,12 +648,13 @@ def elementwise(node, w: Walk, axis):
     return streams("per-frame op", axis)
 
 
-def _fuse_gelu(div: onnx.NodeProto, w: Walk) -> bool:
+def _fuse_gelu(div: onnx.NodeProto, w: Walk, axis: int | None) -> bool:
     """torch's exact GELU at opset 18 (x/sqrt2 -> Erf -> Add 1 -> Mul x -> Mul 0.5) as one Gelu node.
 
     ESP-DL runs Gelu (a lookup table) but has no Erf, and esp-ppq 1.3.12 does not fuse the pattern on its
     ESP-DL path, so the file would hold an Erf no chip can load. The node is written in ONNX Runtime's
-    com.microsoft domain (opset 18 has no Gelu); esp-ppq reads it by its op type.
+    com.microsoft domain (opset 18 has no Gelu); esp-ppq reads it by its op type. When onnxsim has folded
+    the final * 0.5 into the next conv, the Gelu is followed by a * 2.
     """
     divisor = w.const(div.input[1])
     if divisor is None or divisor.size != 1 or abs(float(divisor.reshape(-1)[0]) - math.sqrt(2)) > 1e-3:
@@ -624,15 +662,17 @@ def _fuse_gelu(div: onnx.NodeProto, w: Walk) -> bool:
     chain, x = [div], div.input[0]
     for op_type, constant in (("Erf", None), ("Add", 1.0), ("Mul", None), ("Mul", 0.5)):
         consumers = w.consumers(chain[-1].output[0])
-        if len(consumers) != 1 or consumers[0].op_type != op_type:
-            return False
-        node = consumers[0]
-        other = [i for i in node.input if i != chain[-1].output[0]]
+        node = consumers[0] if len(consumers) == 1 and consumers[0].op_type == op_type else None
+        other = [i for i in node.input if i != chain[-1].output[0]] if node is not None else []
         value = w.const(other[0]) if other else None
         if constant is not None and (value is None or value.size != 1 or float(value.reshape(-1)[0]) != constant):
-            return False
+            node = None
         if op_type == "Mul" and constant is None and other != [x]:
-            return False
+            node = None
+        if node is None:
+            if len(chain) < 4:
+                return False
+            break  # the * 0.5 went elsewhere
         chain.append(node)
     for node in chain[1:]:
         w.removed[node.name] = (node.op_type, Verdict(STREAMS, "GELU", "part of the GELU run as ESP-DL's Gelu"))
@@ -640,6 +680,13 @@ def _fuse_gelu(div: onnx.NodeProto, w: Walk) -> bool:
     div.op_type, div.domain = "Gelu", "com.microsoft"
     div.input[:] = [x]
     div.output[:] = [chain[-1].output[0]]
+    if len(chain) == 4:
+        doubled = div.output[0]
+        div.output[0] = f"{div.name}/gelu"
+        two = w.add_const(f"{div.name}/two", np.array(2.0, np.float32))
+        w.graph.node.insert(list(w.graph.node).index(div) + 1,
+                            helper.make_node("Mul", [div.output[0], two], [doubled], name=f"{div.name}/double"))
+        w.axis[doubled], w.rate[doubled] = axis, w.in_rate
     if not any(o.domain == "com.microsoft" for o in w.model.opset_import):
         w.model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return True
@@ -676,6 +723,10 @@ def _axis_rule(kind: str):
             normalised = [a.get("axis", -1) % rank]
         if axis is not None and axis in normalised:
             return refuse(kind, f"normalises across frames (axes {normalised})", "normalise over channels only")
+        if node.op_type in ("Softmax", "LogSoftmax"):
+            return refuse(kind, f"esp-ppq gives every {node.op_type} a float32 output (ESP-DL computes it in float), "
+                          "and this tool proves integer outputs", "return the logits and apply the softmax after the "
+                          "model (its argmax is the same)", axis)
         return streams(kind, axis)
 
     return judge
@@ -685,6 +736,14 @@ for _op in ("Softmax", "LogSoftmax", "LpNormalization", "LayerNormalization", "R
             "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceSumSquare", "ReduceL1", "ReduceL2",
             "ReduceLogSum", "ReduceLogSumExp"):
     RULES[_op] = _axis_rule("over channels")
+
+
+@rule("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
+def global_pool(node, w: Walk, axis):
+    if axis is not None and axis >= 2:
+        return refuse("reduction over time", "pools over all frames: every output depends on the whole clip",
+                      "pool over frequency only, and average per-frame scores outside the model")
+    return streams("over channels", axis)
 
 
 @rule("MatMul", "Gemm")
@@ -732,13 +791,18 @@ def plan_streaming(model: onnx.ModelProto, layers: dict[str, str] | None = None)
         if len(rates) > 1:
             step = refuse("frame alignment", f"combines tensors at different frame rates {sorted(rates)} (frames of "
                           f"input per frame)", "give both branches the same strides", axis)
-        elif len(axes) > 1:
+        elif len(axes) > 1 and op not in ("MatMul", "Gemm"):  # their rule says what mixing frames there means
             step = refuse("frame alignment", f"combines tensors with frames on different axes {sorted(axes)}",
                           "transpose one of them first", axis)
         else:
             step = RULES.get(op, _unknown)(node, w, axis)
-        # a refused node passes its input's time axis on, so the layers after it are judged too
-        out_axis = axis if step.verdict.kind == REFUSED and step.axis is None else step.axis
+        if any(i in w.after_refusal for i in node.input):
+            w.after_refusal.update(node.output)
+        out_axis = step.axis
+        if step.verdict.kind == REFUSED and step.axis is None:  # judge the layers after it as if it had streamed
+            same_rank = len(w.shapes.get(node.output[0], [])) == len(w.shapes.get(node.input[0], [None]))
+            out_axis = axis if same_rank else None
+            w.after_refusal.add(node.output[0])
         for out in node.output[:1]:
             w.axis[out], w.rate[out] = out_axis, w.in_rate * step.stride
         verdicts.append(NodeVerdict(node.name, op, layers.get(node.name, node.name), step.verdict))
@@ -748,7 +812,7 @@ def plan_streaming(model: onnx.ModelProto, layers: dict[str, str] | None = None)
     for o in graph_model.graph.output:
         if o.name in state_outputs:
             continue
-        if w.axis.get(o.name) is None:
+        if w.axis.get(o.name) is None and o.name not in w.after_refusal:
             producer = next(n for n in graph_model.graph.node if o.name in n.output)
             verdicts.append(NodeVerdict(producer.name, producer.op_type, layers.get(producer.name, producer.name), Verdict(
                 REFUSED, "per-frame output", f"output '{o.name}' has no time axis: it summarises the whole clip",

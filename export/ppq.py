@@ -171,24 +171,29 @@ def _place_caches(sites: tuple[CacheSite, ...]):
     """The custom streaming pass: one StreamingCache in front of each planned consumer, its time padding removed.
 
     Inserted per consumer, not through esp-ppq's table, which keys caches by variable (two convs reading one
-    tensor would share one window). The frame axis is where esp-ppq's own layout put the time axis: esp-ppq
-    derives it from the input's permutation the inverse way, which is wrong for 2-D (NCHW -> NHWC) inputs,
-    so the plan's axis is checked against the layout before it is written.
+    tensor would share one window). esp-ppq's own streaming gives every cache the model input's frame axis
+    (1), wrong for a 2-D input with time on the width; here it is the plan's, checked against the layout
+    esp-ppq gave the tensor the consumer reads (channel-last for a conv) before it is written.
     """
 
     def place(graph: BaseGraph) -> None:
         info = ExporterPatternInfo()
         for site in sites:
             consumer = graph.operations[site.consumer]
-            variable = consumer.inputs[0]
-            perm = list(info.get_var_permute(variable.name) or range(len(site.cache_shape)))
-            frame_axis = perm.index(site.time_axis)
-            if frame_axis != site.frame_axis:
-                raise ExportError(f"esp-ppq laid out '{variable.name}' with its frames on axis {frame_axis}, the plan "
-                                  f"expected {site.frame_axis}")
+            read = consumer.inputs[0]
+            perm = info.get_var_permute(read.name) or list(range(len(read.shape)))
+            in_file = [read.shape[p] for p in perm]
+            expected = [site.dims[0], *site.dims[2:], site.dims[1]]  # N(H)WC, as esp-ppq feeds a conv
+            frames_at = site.time_axis - 1
+            in_file[frames_at] = expected[frames_at] = -1  # a chunk on the model input, the clip elsewhere
+            if in_file != expected:
+                raise ExportError(f"esp-ppq lays the input of '{site.consumer}' out as {in_file}, not {expected}")
+            if site.frame_axis != frames_at:
+                raise ExportError(f"the cache of '{site.consumer}' would copy frames on axis {site.frame_axis}, but "
+                                  f"esp-ppq lays them out on axis {frames_at}")
             consumer.attributes["pads"] = without_time_padding(consumer.attributes["pads"], site.time_axis - 2)
-            insert_streaming_cache_op(graph, variable.name,
-                                      {"window_size": site.window, "op_name": consumer.name, "frame_axis": frame_axis})
+            insert_streaming_cache_op(graph, read.name,
+                                      {"window_size": site.window, "op_name": consumer.name, "frame_axis": site.frame_axis})
 
     return place
 
@@ -243,7 +248,7 @@ def export_espdl(
                 **options,
             )
     except Exception as e:  # esp-ppq raises bare KeyErrors and asserts from deep inside
-        raise ExportError(f"esp-ppq failed to export {path.name}: {type(e).__name__}: {e}") from e
+        raise ExportError(f"esp-ppq failed to export {Path(path).name}: {type(e).__name__}: {e}") from e
     finally:
         reset_export_state()
     if errors:
