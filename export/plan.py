@@ -88,8 +88,13 @@ class CacheSite:
         return self.window - 1
 
     @property
+    def shape(self) -> list[int]:
+        """The offline shape of `variable` (its frame count -1 when the site does not say)."""
+        return list(self.dims) if self.dims else [1, self.channels, -1]
+
+    @property
     def cache_shape(self) -> list[int]:
-        shape = list(self.dims) if self.dims else [1, self.channels, 0]
+        shape = self.shape
         shape[self.time_axis] = self.cache_frames
         return shape
 
@@ -795,7 +800,11 @@ def plan_streaming(model: onnx.ModelProto, layers: dict[str, str] | None = None)
             step = refuse("frame alignment", f"combines tensors with frames on different axes {sorted(axes)}",
                           "transpose one of them first", axis)
         else:
-            step = RULES.get(op, _unknown)(node, w, axis)
+            try:
+                step = RULES.get(op, _unknown)(node, w, axis)
+            except (KeyError, IndexError, ValueError) as e:  # a graph the rule did not foresee: judged, not a traceback
+                step = refuse("no rule", f"the planner could not judge it ({type(e).__name__}: {e})",
+                              "report it with the model; meanwhile replace the layer", axis)
         if any(i in w.after_refusal for i in node.input):
             w.after_refusal.update(node.output)
         out_axis = step.axis

@@ -183,7 +183,7 @@ def _place_caches(sites: tuple[CacheSite, ...]):
             read = consumer.inputs[0]
             perm = info.get_var_permute(read.name) or list(range(len(read.shape)))
             in_file = [read.shape[p] for p in perm]
-            expected = [site.dims[0], *site.dims[2:], site.dims[1]]  # N(H)WC, as esp-ppq feeds a conv
+            expected = [site.shape[0], *site.shape[2:], site.shape[1]]  # N(H)WC, as esp-ppq feeds a conv
             frames_at = site.time_axis - 1
             in_file[frames_at] = expected[frames_at] = -1  # a chunk on the model input, the clip elsewhere
             if in_file != expected:

@@ -1,6 +1,8 @@
 """`export-espdl`: the help, one-line errors with exit code 2, and the default run."""
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,3 +97,60 @@ def test_verify_errors_are_one_line(tmp_path, capsys):
     code, _, err = run_cli(["verify", "--offline", tmp_path / "none.espdl", "--streaming", tmp_path / "none.espdl"], capsys)
     assert code == 2
     assert "none.espdl: no such file" in err and "\n" not in err.strip()
+
+
+USER_MODELS = str(Path(__file__).resolve().parent / "user_models.py")
+
+
+def test_check_prints_the_layers_and_what_decided(capsys):
+    assert main(["check", "tcn"]) == 0
+    out = capsys.readouterr().out
+    assert "blocks.3.depthwise.conv" in out and "needs a cache of 16 frames" in out and "causal conv" in out
+    assert "STREAMS: 5 caches (2 + 4 + 8 + 16 + 3 frames), 0 states, total stride 1, chunk 8 frames" in out
+
+
+def test_check_and_the_export_refuse_with_the_same_words(capsys, tmp_path):
+    assert main(["check", f"{USER_MODELS}:SamePadding"]) == 1
+    out = capsys.readouterr().out
+    refusal = "layer 'conv' (Conv) cannot stream: pads 1 frame(s) on the left and 1 on the right"
+    assert f"REFUSED: {refusal}" in out
+    assert main(["--model", f"{USER_MODELS}:SamePadding", "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert refusal in err and "\n" not in err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["check", "/no/such.onnx"], "/no/such.onnx: no such file"),
+    (["check", "resnet"], "'resnet' is none of the shipped models (tcn, lstm, gru), a path/to/file.py:factory"),
+    (["check", "tcn", "--weights", "mine.pt"], "the shipped tcn takes trained or random"),
+    (["check", f"{USER_MODELS}:StackedGRU"], "cannot run on x of shape [1, 40, 96] read as BFT"),
+    (["--model", f"{USER_MODELS}:PlainLSTM", "--weights", "/no/weights.pt"], "/no/weights.pt: no such file"),
+])
+def test_model_errors_are_one_line_and_exit_2(argv, message, capsys, tmp_path):
+    code, _, err = run_cli([*argv, "--out", tmp_path / "out", "--quiet"] if argv[0] != "check" else argv, capsys)
+    assert code == 2
+    assert message in err and "\n" not in err.strip()
+
+
+def test_export_a_users_model_from_a_file_and_from_onnx(tmp_path, capsys):
+    out = tmp_path / "lstm"
+    assert main(["--model", f"{USER_MODELS}:StackedGRU", "--input-layout", "BTF", "--calib-steps", "4",
+                 "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["state_pairs"] == [["h0_out", "h0_in"], ["h1_out", "h1_in"]] and report["passed"]
+    assert report["model"]["name"].endswith("user_models.py:StackedGRU") and report["accuracy"] is None
+    assert re.search(r"^PyTorch vs offline ONNX \(float\) +PASS ", capsys.readouterr().out, re.MULTILINE)
+
+    import torch
+
+    from espdl_stream.export.intake import load_model
+
+    onnx_file = tmp_path / "tcn.onnx"
+    with pytest.warns(DeprecationWarning):  # exported the way a user would, with torch's legacy exporter
+        torch.onnx.export(load_model(f"{USER_MODELS}:LocuslabTCN"), (torch.zeros(1, 40, 50),), str(onnx_file),
+                          input_names=["feats"], output_names=["scores"], dynamic_axes={"feats": {2: "t"}},
+                          opset_version=17, dynamo=False)
+    assert main(["check", str(onnx_file)]) == 0
+    assert "/network/network.1/net/conv2/Conv" in capsys.readouterr().out  # the ONNX file's own node names
+    assert main(["--onnx", str(onnx_file), "--calib-steps", "4", "--out", str(tmp_path / "onnx"), "--quiet"]) == 0
+    assert re.search(r"^your ONNX vs offline ONNX \(float\) +PASS ", capsys.readouterr().out, re.MULTILINE)
