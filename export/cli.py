@@ -136,7 +136,7 @@ def parser() -> argparse.ArgumentParser:
     _model_arguments(p)
     p.add_argument("--calib-steps", type=whole_number(1, MAX_CALIBRATION_CLIPS), default=defaults.calib_steps, metavar="N",
                    help="calibration clips (default: %(default)s)")
-    p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: firmware/main/models/<model>/<target>, what `idf.py -DESPDL_MODEL=<model>` builds; for your own model, <model> is its factory's or file's name)")
+    p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: firmware/main/models/<model>/<target>, what `idf.py -DESPDL_MODEL=<model>` builds; your own model's <model> is module.factory, or the ONNX file's name)")
     p.add_argument("--seed", type=whole_number(0, 2**32 - 1), default=defaults.seed, help="seed of weights and synthetic data (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the verdict table")
     return p
@@ -348,7 +348,8 @@ def user_or_shipped_model(spec: str, weights: str, seed: int) -> tuple[torch.nn.
         return model, spec, notes
     torch.manual_seed(seed)
     own = None if weights in ("trained", "random") else weights
-    name = spec.rpartition(":")[2]
+    where, _, factory = spec.rpartition(":")
+    name = f"{Path(where).stem if where.endswith('.py') else where.rpartition('.')[2]}.{factory}"  # e.g. kws.build
     return load_model(spec, own), name, {"weights": own or f"as {spec} makes them (seed {seed})", "factory": spec}
 
 

@@ -346,6 +346,18 @@ class GLUConv(nn.Module):
         return self.head(self.glu(self.conv(F.pad(x, (2, 0)))))
 
 
+class VoiceActivity(nn.Module):
+    """A voice activity detector: one probability per frame, [B, T] (frames on axis 1 of a 2-D output)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(MELS, 16, 5)
+        self.out = nn.Conv1d(16, 1, 1)
+
+    def forward(self, x):
+        return torch.sigmoid(self.out(F.relu(self.conv(F.pad(x, (4, 0)))))).squeeze(1)
+
+
 class Activation(nn.Module):
     def __init__(self, act: nn.Module):
         super().__init__()
@@ -657,6 +669,7 @@ CORPUS = [
     Case("softmax_over_classes", lambda: SoftmaxHead(1), False, "(forward)", "float32 output"),
     Case("softmax_over_time", lambda: SoftmaxHead(2), False, "(forward)", "normalises across frames"),
     Case("logits_and_embedding", LogitsAndEmbedding, True, caches=(2,), export=True),
+    Case("voice_activity", VoiceActivity, True, caches=(4,), export=True),
     Case("self_attention", SelfAttention, False, "(forward)", "both change over time"),
     Case("concat_in_time", ConcatTime, False, "(forward)", "cuts frames"),
     Case("slice_in_time", SliceTime, False, "(forward)", "cuts frames"),
