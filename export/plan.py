@@ -376,9 +376,10 @@ def _as_depthwise_conv(node: onnx.NodeProto, w: Walk, data: str, scale: np.ndarr
 
 @rule("AveragePool", "MaxPool")
 def pool(node, w: Walk, axis):
-    if axis is None or axis < 2:
-        return conv(node, w, axis) if axis is None else refuse(
-            "pool over frames", f"pools a tensor whose frames are on axis {axis}", "pool [batch, channels, frames]")
+    if axis is None:
+        return streams("no time axis", None)
+    if axis < 2:
+        return refuse("pool over frames", f"pools a tensor whose frames are on axis {axis}", "pool [batch, channels, frames]")
     a = attrs(node)
     s = _spatial(node, w, axis)
     if a.get("ceil_mode", 0):
