@@ -396,9 +396,9 @@ def _check(args: argparse.Namespace) -> int:
     except ExportError as e:
         print(f"REFUSED: {e}")
         return EXIT_FAILED_CHECK
-    caches = " + ".join(str(s.cache_frames) for s in plan.sites) or "no"
-    print(f"STREAMS: {len(plan.sites)} cache{'s' * (len(plan.sites) != 1)} ({caches} frames), {len(plan.state_pairs)} states, total stride "
-          f"{plan.total_stride}, chunk {args.chunk} frames")
+    frames = " + ".join(str(s.cache_frames) for s in plan.sites)
+    caches = f"{len(plan.sites)} cache{'s' * (len(plan.sites) != 1)} ({frames} frames)" if plan.sites else "no caches"
+    print(f"STREAMS: {caches}, {len(plan.state_pairs)} states, total stride {plan.total_stride}, chunk {args.chunk} frames")
     return 0
 
 

@@ -487,6 +487,19 @@ class StackedGRU(nn.Module):
         return self.proj(out.transpose(1, 2))
 
 
+class GRUFromZeros(nn.Module):
+    """A 2-layer nn.GRU given its zero initial state explicitly, as many training scripts do."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(MELS, 16, num_layers=2, batch_first=True)
+        self.proj = nn.Conv1d(16, CLASSES, 1)
+
+    def forward(self, x):
+        h0 = x.new_zeros(2, x.shape[0], 16)
+        return self.proj(self.gru(x.transpose(1, 2), h0)[0].transpose(1, 2))
+
+
 class ConvLSTMLinear(nn.Module):
     """A strided causal conv front end, a 2-layer LSTM, a per-frame nn.Linear head."""
 
@@ -675,6 +688,7 @@ CORPUS = [
     Case("slice_in_time", SliceTime, False, "(forward)", "cuts frames"),
     Case("plain_lstm", PlainLSTM, True, states=2, export=True),
     Case("stacked_gru_btf", StackedGRU, True, states=2, layout="BTF", export=True),
+    Case("gru_from_zeros", GRUFromZeros, True, states=2),
     Case("conv_lstm_linear", ConvLSTMLinear, True, caches=(2,), states=4, export=True, needs=("Gemm",)),
     Case("bidirectional_lstm", BidirectionalLSTM, False, "lstm", "reads the sequence from its end"),
     Case("learned_initial_state", LearnedInitialState, False, "gru", "a learned constant"),
