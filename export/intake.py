@@ -401,8 +401,10 @@ def from_onnx(path: str | Path, frames: int, n_mels: int | None = None, input_la
             d.Clear()
             d.dim_param = f"{o.name}_{k}"
     layers = {n.name: n.name for n in graph.node}
-    names = {o.name: (OUTPUT_NAME if k == 0 else f"{OUTPUT_NAME}{k}") for k, o in enumerate(graph.output)}
-    original_names = {x.name: INPUT_NAME, **names}
+    states = _state_names(graph)  # the file's own state inputs and outputs get the stable names
+    frame_outputs = [o.name for o in graph.output if o.name not in states]
+    names = {o: (OUTPUT_NAME if k == 0 else f"{OUTPUT_NAME}{k}") for k, o in enumerate(frame_outputs)}
+    original_names = {x.name: INPUT_NAME, **names, **states}
     for old, new in original_names.items():
         _rename(graph, old, f"__{new}")
     for old, new in original_names.items():
@@ -416,6 +418,19 @@ def from_onnx(path: str | Path, frames: int, n_mels: int | None = None, input_la
     if renamed:
         notes.insert(0, "renamed " + ", ".join(f"'{o}' -> '{n}'" for o, n in renamed.items()))
     return Intake(proto, layers, f"ONNX {path.name}", notes=notes)
+
+
+def _state_names(graph: onnx.GraphProto) -> dict[str, str]:
+    """{old: new} for recurrent states an ONNX file passes as graph inputs (and returns as outputs): h{k}_in, h{k}_out."""
+    inputs, outputs = {i.name for i in graph.input}, {o.name for o in graph.output}
+    names = {}
+    for k, node in enumerate(n for n in graph.node if n.op_type in RECURRENT_STATES):
+        for slot, out_slot, kind in RECURRENT_STATES[node.op_type]:
+            if len(node.input) > slot and node.input[slot] in inputs:
+                names[node.input[slot]] = f"{kind}{k}{STATE_IN}"
+                if len(node.output) > out_slot and node.output[out_slot] in outputs:
+                    names[node.output[out_slot]] = f"{kind}{k}{STATE_OUT}"
+    return names
 
 
 def _with_output_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -115,5 +115,6 @@ def test_an_onnx_recurrent_model_with_its_own_state_inputs(tmp_path):
     source = from_onnx(path, 96, input_layout="BTF")
     plan = plan_streaming(source.onnx, source.layers)
     assert not plan.refusals, plan.refusals[0].sentence
-    assert plan.state_pairs == (("y1", "hidden"),)  # the file's state input keeps its name
+    assert plan.state_pairs == (("h0_out", "h0_in"),)  # the file's own state input and output, stable names
+    assert "'hidden' -> 'h0_in'" in source.notes[0] and "'hidden_next' -> 'h0_out'" in source.notes[0]
     assert plan.frame_outputs[0].name == "y" and plan.frame_outputs[0].time_axis == 1
