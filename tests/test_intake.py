@@ -13,7 +13,8 @@ from espdl_stream.export.plan import plan_streaming
 
 USER_MODELS = Path(__file__).resolve().parent / "user_models.py"
 # the tests export ONNX files as a user would, with torch's TorchScript exporter
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning",
+                                        "ignore:Exporting a model to ONNX with a batch_size other than 1")
 
 
 def test_a_factory_in_a_file_and_in_a_package():
