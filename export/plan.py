@@ -586,6 +586,13 @@ def select(node, w: Walk, axis):
         what = {"Slice": "cuts frames (x[..., a:b])", "Gather": "picks frames by index", "Split": "splits the frames"}
         return refuse("select", f"{what[node.op_type]}: a stream has no fixed start or end",
                       "select channels only; a causal conv's trailing cut (Chomp1d) must follow the conv directly")
+    if node.op_type == "Split" and "num_outputs" in attrs(node):
+        # ONNX's Split(num_outputs=n) makes n pieces; ESP-DL's Split reads num_outputs as the size of each piece
+        # (dl_module_split.hpp), and esp-ppq writes the attribute as it is: the sizes are given explicitly
+        n, size = attrs(node)["num_outputs"], w.shapes[node.input[0]][chosen[0]]
+        sizes = [-(-size // n)] * (n - 1) + [size - -(-size // n) * (n - 1)]
+        node.input[1:] = [w.add_const(f"{node.name}/split", np.array(sizes, np.int64))]
+        del node.attribute[[a.name for a in node.attribute].index("num_outputs")]
     for out in node.output[1:]:
         w.axis[out], w.rate[out] = axis, w.in_rate
     return streams("select channels", axis)

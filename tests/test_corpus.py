@@ -9,7 +9,6 @@ import torch
 from user_models import CORPUS, Case, TimeOnWidthFlat
 
 from espdl_stream.export import ExportConfig, export_streaming, ppq, verify
-from espdl_stream.export.emulator import EmulatorError
 from espdl_stream.export.espdl_file import read_espdl
 from espdl_stream.export.errors import ExportError, UnstreamableModel
 from espdl_stream.export.intake import TOP_LEVEL, from_torch
@@ -48,17 +47,7 @@ def test_verdict(case: Case):
             plan.require_streamable()
 
 
-EXPORTED = [c for c in CORPUS if c.export]
-
-
-def _marks(case: Case):
-    if not case.needs:
-        return ()
-    return pytest.mark.xfail(raises=EmulatorError, strict=True,
-                             reason=f"ESP-DL runs {', '.join(case.needs)}; the project's emulator does not yet")
-
-
-@pytest.mark.parametrize("case", [pytest.param(c, marks=_marks(c), id=c.name) for c in EXPORTED])
+@pytest.mark.parametrize("case", [c for c in CORPUS if c.export], ids=[c.name for c in CORPUS if c.export])
 def test_export(case: Case, features, tmp_path):
     config = ExportConfig(calib_steps=4, verify_clips=1)
     result = export_streaming(case.build().eval(), features[:4], features[4:5], config, tmp_path, model_name=case.name,

@@ -3,8 +3,7 @@
 Every model takes 40 log-mel features per frame; its factory is a module-level function, so any of
 them can be given to the CLI as tests/user_models.py:<factory>. `CORPUS` says for each whether the whole
 model streams (and with which caches and states) or which layer is refused and why. `export` marks the
-models whose full export proves something the plan alone cannot; `needs` names the ESP-DL ops the
-project's emulator does not execute yet: those exports are expected to pass once it does.
+models whose full export proves something the plan alone cannot: they must end ALL PASS.
 """
 
 from __future__ import annotations
@@ -640,12 +639,11 @@ class Case:
     states: int = 0  # streams: recurrent state pairs
     layout: str = "BFT"
     export: bool = False  # a full export proves what the plan alone cannot
-    needs: tuple[str, ...] = ()  # ESP-DL ops the emulator does not execute yet (the export stops there)
 
 
 CORPUS = [
     Case("padded_convs", PaddedConvs, True, caches=(2, 4), export=True),
-    Case("esp_tutorial_block", EspTutorialBlock, True, caches=(2,), export=True, needs=("Mul",)),
+    Case("esp_tutorial_block", EspTutorialBlock, True, caches=(2,), export=True),
     Case("locuslab_tcn", LocuslabTCN, True, caches=(2, 2, 4, 4), export=True),
     Case("ds_cnn_1d", DSCNN1d, True, caches=(2, 4, 4)),
     Case("kernel_equals_stride", KernelEqualsStride, True, caches=(2,), export=True),
@@ -654,12 +652,12 @@ CORPUS = [
     Case("same_padding_string", lambda: SamePadding("same"), False, "conv", "it looks ahead"),
     Case("valid_conv", lambda: SamePadding(0), False, "conv", "output is shorter than its input"),
     Case("right_padded", RightPadded, False, "conv", "it looks ahead"),
-    Case("linear_head", LinearHead, True, caches=(2,), export=True, needs=("Gemm",)),
-    Case("frame_mlp_btf", FrameMLP, True, layout="BTF", export=True, needs=("Gemm",)),
+    Case("linear_head", LinearHead, True, caches=(2,), export=True),
+    Case("frame_mlp_btf", FrameMLP, True, layout="BTF", export=True),
     Case("flatten_linear", FlattenLinear, False, "(forward)", "merging the frames"),
     Case("mean_over_time", MeanOverTime, False, "(forward)", "reduces over frames"),
     Case("global_pool", GlobalPool, False, "pool", "pools over all frames"),
-    Case("max_pool_half", MaxPoolHalf, True, export=True, needs=("MaxPool",)),
+    Case("max_pool_half", MaxPoolHalf, True, export=True),
     Case("max_pool_padded", MaxPoolPadded, False, "pool", "-inf"),
     Case("causal_avg_pool", CausalAvgPool, True, caches=(3,), export=True),
     Case("avg_pool_half", AvgPoolHalf, True),
@@ -668,16 +666,16 @@ CORPUS = [
     Case("input_batchnorm", InputBatchNorm, True, caches=(2,), export=True),
     Case("cmvn", CMVN, True, caches=(2,), export=True),
     Case("two_branches", TwoBranches, True, caches=(2, 4), export=True),
-    Case("gated_conv", GatedConv, True, caches=(2, 2), export=True, needs=("Mul",)),
-    Case("glu", GLUConv, True, caches=(2,), export=True, needs=("Split", "Mul")),
-    Case("relu6", lambda: Activation(nn.ReLU6()), True, caches=(2,), export=True, needs=("Clip",)),
-    Case("leaky_relu", lambda: Activation(nn.LeakyReLU(0.1)), True, caches=(2,), export=True, needs=("LeakyRelu",)),
-    Case("hardswish", lambda: Activation(nn.Hardswish()), True, caches=(2,), export=True, needs=("HardSwish",)),
-    Case("prelu", lambda: Activation(nn.PReLU(32)), True, caches=(2,), export=True, needs=("PRelu",)),
-    Case("elu", lambda: Activation(nn.ELU()), True, caches=(2,), export=True, needs=("Elu",)),
+    Case("gated_conv", GatedConv, True, caches=(2, 2), export=True),
+    Case("glu", GLUConv, True, caches=(2,), export=True),
+    Case("relu6", lambda: Activation(nn.ReLU6()), True, caches=(2,), export=True),
+    Case("leaky_relu", lambda: Activation(nn.LeakyReLU(0.1)), True, caches=(2,), export=True),
+    Case("hardswish", lambda: Activation(nn.Hardswish()), True, caches=(2,), export=True),
+    Case("prelu", lambda: Activation(nn.PReLU(32)), True, caches=(2,), export=True),
+    Case("elu", lambda: Activation(nn.ELU()), True, caches=(2,), export=True),
     Case("silu", lambda: Activation(nn.SiLU()), True, caches=(2,), export=True),
     Case("softplus", lambda: Activation(nn.Softplus()), False, "act", "ESP-DL has no Softplus"),
-    Case("layernorm_gelu", ChannelNorm, True, caches=(2,), export=True, needs=("LayerNormalization", "Gelu")),
+    Case("layernorm_gelu", ChannelNorm, True, caches=(2,), export=True),
     Case("layernorm_over_time", NormOverTime, False, "norm", "normalises across frames"),
     Case("softmax_over_classes", lambda: SoftmaxHead(1), False, "(forward)", "float32 output"),
     Case("softmax_over_time", lambda: SoftmaxHead(2), False, "(forward)", "normalises across frames"),
@@ -689,13 +687,13 @@ CORPUS = [
     Case("plain_lstm", PlainLSTM, True, states=2, export=True),
     Case("stacked_gru_btf", StackedGRU, True, states=2, layout="BTF", export=True),
     Case("gru_from_zeros", GRUFromZeros, True, states=2),
-    Case("conv_lstm_linear", ConvLSTMLinear, True, caches=(2,), states=4, export=True, needs=("Gemm",)),
+    Case("conv_lstm_linear", ConvLSTMLinear, True, caches=(2,), states=4, export=True),
     Case("bidirectional_lstm", BidirectionalLSTM, False, "lstm", "reads the sequence from its end"),
     Case("learned_initial_state", LearnedInitialState, False, "gru", "a learned constant"),
     Case("last_state_classifier", LastStateClassifier, False, "fc", "no time axis"),
     Case("hand_written_states", HandWrittenStates, True, states=1, export=True),
     Case("ds_cnn_2d", DSCNN2d, True, caches=(2, 4), layout="B1TF", export=True),
-    Case("crnn", CRNN, True, caches=(2,), states=1, layout="B1TF", export=True, needs=("Gemm",)),
+    Case("crnn", CRNN, True, caches=(2,), states=1, layout="B1TF", export=True),
     Case("conv2d_time_on_width", TimeOnWidth, False, "conv", "time is the width", layout="B1FT"),
     Case("conv2d_time_on_flat_width", TimeOnWidthFlat, True, caches=(2,), export=True),
 ]
