@@ -5,12 +5,14 @@ FlatBuffers `Model` (ESP-DL's `fbs_loader/espdl.fbs`, an ONNX-like schema). This
 FlatBuffers wire format itself, so reading a file needs neither esp-ppq nor the flatbuffers package.
 
 Every size and offset read from the file goes through `_Buffer`, whose methods check it against the
-bytes there are before anything is sliced or allocated: a damaged file is refused with EspdlFormatError,
-never read past its end.
+bytes there are before anything is sliced or allocated, and every shape is bounded before it is used: a
+damaged file is refused with EspdlFormatError, never read past its end, and what reading it allocates
+grows with the file's size, never with a number written in it.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ NUMPY_TYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16
 TYPE_NAMES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
               10: "float16", 11: "float64", 12: "uint32", 13: "uint64"}
 INT8, INT16, INT32, INT64, FLOAT32 = 3, 5, 6, 7, 1
+MAX_DIM = 2**31 - 1  # ESP-DL keeps shapes as C ints (TensorBase::shape is a std::vector<int>)
 
 
 class EspdlFormatError(ExportError):
@@ -81,7 +84,7 @@ class EspdlFile:
         for table in (self.inputs, self.outputs, self.value_infos, self.initializers):
             if name in table:
                 return table[name]
-        raise KeyError(name)
+        raise EspdlFormatError(f"the graph reads '{name}', to which the file gives no shape, type or exponent")
 
 
 # ---------------------------------------------------------------- the FlatBuffers wire format
@@ -233,13 +236,16 @@ def _value_info(v: _Table) -> EspdlTensor:
     name = v.string(_ValueInfo.NAME)
     dims, dtype = [], 0
     type_info = v.table(_ValueInfo.TYPE)
-    if type_info is not None and type_info.scalar(0, "B") == TENSOR_TYPE:
-        tensor_type = type_info.table(1)
+    tensor_type = type_info.table(1) if type_info is not None and type_info.scalar(0, "B") == TENSOR_TYPE else None
+    if tensor_type is not None:
         dtype = tensor_type.scalar(0, "i")
         shape = tensor_type.table(1)
         for dim in shape.tables(0) if shape is not None else []:
             value = dim.table(0)
             dims.append(int(value.scalar(1, "q")) if value is not None else -1)
+    if any(d < -1 or d > MAX_DIM for d in dims):  # -1: a dimension the file leaves open
+        raise EspdlDamaged(f"{v.buf.source}: '{name}' has the shape {dims}, which no ESP-DL tensor has: "
+                           "the file is damaged")
     exponents = v.array(_ValueInfo.EXPONENTS, np.int64)
     exponents = [] if exponents is None else [int(e) for e in exponents]
     return EspdlTensor(name, dims, exponents[0] if exponents else 0, dtype, exponents=exponents)
@@ -250,16 +256,17 @@ def _tensor(t: _Table) -> EspdlTensor:
     dims_array = t.array(_Tensor.DIMS, np.int64)
     dims = [] if dims_array is None else [int(d) for d in dims_array]
     dtype = t.scalar(_Tensor.DATA_TYPE, "i")
+    source = t.buf.source
     if dtype not in NUMPY_TYPES:
-        raise EspdlDamaged(f"tensor '{name}' has data type {dtype}, which ESP-DL does not define")
-    if any(d < 0 for d in dims):
-        raise EspdlDamaged(f"tensor '{name}' has negative dimensions {dims}")
+        raise EspdlDamaged(f"{source}: tensor '{name}' has data type {dtype}, which ESP-DL does not define")
+    if any(d < 0 or d > MAX_DIM for d in dims):
+        raise EspdlDamaged(f"{source}: tensor '{name}' has the shape {dims}, which no ESP-DL tensor has")
     raw = t.struct_bytes(_Tensor.RAW_DATA, 16)  # 16-byte aligned blocks: the values, then padding
     item = np.dtype(NUMPY_TYPES[dtype]).newbyteorder("<")
-    count = int(np.prod(dims, dtype=np.int64)) if dims else 1
-    if count * item.itemsize > len(raw):
-        raise EspdlDamaged(f"tensor '{name}' of shape {dims} needs {count * item.itemsize} bytes, "
-                               f"the file holds {len(raw)}")
+    count = math.prod(dims)  # Python integers: a damaged shape cannot overflow into a small count
+    if -(-count * item.itemsize // 16) * 16 != len(raw):
+        raise EspdlDamaged(f"{source}: tensor '{name}' of shape {dims} needs {count * item.itemsize} bytes, "
+                           f"the file holds {len(raw)}: the file is damaged")
     values = np.frombuffer(raw, dtype=item, count=count).reshape(dims)
     exponents = t.array(_Tensor.EXPONENTS, np.int64)
     exponents = [] if exponents is None else [int(e) for e in exponents]
@@ -270,11 +277,25 @@ def _tensor(t: _Table) -> EspdlTensor:
 
 def parse_espdl(data: bytes, source: str = "the .espdl file") -> EspdlFile:
     """Decode the bytes of an .espdl file."""
-    if len(data) < ESPDL_HEADER_BYTES or data[:4] != ESPDL_MAGIC:
-        raise EspdlFormatError(f"{source}: not an .espdl file (header {bytes(data[:4])!r}, expected {ESPDL_MAGIC!r})")
-    if int.from_bytes(data[4:8], "little"):
+    if data[:4] != ESPDL_MAGIC:
+        raise EspdlFormatError(f"{source}: not an .espdl file (it starts with {bytes(data[:4])!r}, an .espdl "
+                               f"file with {ESPDL_MAGIC!r})")
+    if len(data) < ESPDL_HEADER_BYTES:
+        raise EspdlDamaged(f"{source}: {len(data)} bytes, shorter than the {ESPDL_HEADER_BYTES}-byte .espdl header: "
+                           "the file is truncated")
+    mode, size = struct.unpack_from("<II", data, 4)  # fbs_loader.cpp: the encryption mode, the model's length
+    if mode == 1:
         raise EspdlFormatError(f"{source}: the model is encrypted; only unencrypted .espdl files can be read")
-    buf = _Buffer(bytes(data[ESPDL_HEADER_BYTES:]), source)
+    if mode != 0:
+        raise EspdlDamaged(f"{source}: encryption mode {mode} in the header (ESP-DL knows 0 and 1): the file is damaged")
+    held = len(data) - ESPDL_HEADER_BYTES
+    if size > held:
+        raise EspdlDamaged(f"{source}: the header announces a {size}-byte model, the file holds {held}: "
+                           "the file is truncated")
+    if held - size >= 16:  # ESP-DL's format pads the model to 16 bytes at most
+        raise EspdlDamaged(f"{source}: {held - size} bytes after the {size}-byte model the header announces: "
+                           "the file is damaged")
+    buf = _Buffer(bytes(data[ESPDL_HEADER_BYTES : ESPDL_HEADER_BYTES + size]), source)
     model = buf.table(buf.deref(0, "the model"), "the model")
     graph = model.table(_Model.GRAPH)
     if graph is None:
@@ -303,10 +324,13 @@ def parse_espdl(data: bytes, source: str = "the .espdl file") -> EspdlFile:
     )
 
 
-def read_espdl(path) -> EspdlFile:
-    path = Path(path)
+def file_bytes(path) -> bytes:
+    """The bytes of an .espdl file, or EspdlFormatError (one line) when it cannot be read."""
     try:
-        data = path.read_bytes()
+        return Path(path).read_bytes()
     except OSError as e:
         raise EspdlFormatError(f"{path}: cannot be read ({e.strerror or e})") from e
-    return parse_espdl(data, str(path))
+
+
+def read_espdl(path) -> EspdlFile:
+    return parse_espdl(file_bytes(path), str(path))

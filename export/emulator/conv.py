@@ -177,10 +177,15 @@ def conv(ctx: Context, inputs):
     else:
         ctx.require(weight.shape[-1] == channels, f"the filter takes {weight.shape[-1]} channels, the input has {channels}")
     top, left, bottom, right = pads  # ONNX order
-    x = np.pad(x[:, 0], ((0, 0), (top, bottom), (left, right), (0, 0)))
-    out_h = (x.shape[1] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
-    out_w = (x.shape[2] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
+    ctx.require(min(strides + dilations) >= 1 and min(pads) >= 0,
+                f"strides {strides}, dilations {dilations}, pads {pads}: ESP-DL takes them positive")
+    padded = [height + top + bottom, width + left + right]
+    ctx.require_size(padded + [channels], "the padded input")
+    out_h = (padded[0] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
+    out_w = (padded[1] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
     ctx.require(out_h > 0 and out_w > 0, f"the input {height}x{width} is smaller than the dilated kernel")
+    ctx.require_size([out_h, out_w, n_out], "the output")  # the taps are as many times larger as the filter holds
+    x = np.pad(x[:, 0], ((0, 0), (top, bottom), (left, right), (0, 0)))
     taps = [x[:, i * dilations[0] : i * dilations[0] + strides[0] * (out_h - 1) + 1 : strides[0],
               j * dilations[1] : j * dilations[1] + strides[1] * (out_w - 1) + 1 : strides[1]]
             for i in range(kh) for j in range(kw)]  # each [runs, out_h, out_w, C]
@@ -241,6 +246,8 @@ def matmul(ctx: Context, inputs):
     rank = max(a.ndim, b.ndim)  # broadcast the matrix batches, not the runs axis
     a = a.reshape(a.shape[:1] + (1,) * (rank - a.ndim) + a.shape[1:])
     b = b.reshape(b.shape[:1] + (1,) * (rank - b.ndim) + b.shape[1:])
+    ctx.require(a.shape[-1] == b.shape[-2], f"a [.., {a.shape[-1]}] operand times a [{b.shape[-2]}, ..] operand")
+    ctx.require_size(np.broadcast_shapes(a.shape[1:-2], b.shape[1:-2]) + (a.shape[-2], b.shape[-1]), "the product")
     bound = float(np.abs(a).max(initial=0)) * float(np.abs(b).max(initial=0)) * a.shape[-1]
     ctx.require(bound < EXACT_FLOAT_SUM, "the sums exceed what the emulator computes exactly")
     acc = np.rint(np.matmul(a.astype(np.float64), b.astype(np.float64))).astype(np.int64)

@@ -11,6 +11,7 @@ computed at once. An op sees arrays [runs, *shape] and must treat each run as ES
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -23,10 +24,26 @@ TARGETS = ("esp32s3", "esp32p4")
 INT_RANGES = {INT8: (-128, 127), INT16: (-32768, 32767)}
 NP_TYPES = {INT8: np.int8, INT16: np.int16, FLOAT32: np.float32}
 QUANT_BITS = {"S8": 8, "S16": 16, "F32": 32}  # the `quant_type` attribute esp-ppq writes on every node
+# The most PSRAM an ESP32-S3 or ESP32-P4 takes is 32 MB: no tensor of a model that runs there has more elements.
+# A size beyond it comes from a damaged or hostile file (a flipped byte turning a Conv pad of 2 into 8,388,610
+# made the emulator allocate 23 GB), and is refused before anything that large is allocated.
+MAX_TENSOR_ELEMENTS = 32 * 2**20
 
 
 class EmulatorError(ExportError):
     """The file uses something the emulator does not execute, or breaks an ESP-DL rule; names the node."""
+
+
+def oversized(shape) -> str:
+    """Why a tensor of `shape` (one run's) cannot exist on the chips, or "" when it can."""
+    dims = [int(d) for d in shape]
+    if any(d < 0 for d in dims):
+        return f"the shape {dims} has a negative size"
+    elements = math.prod(dims)
+    if elements > MAX_TENSOR_ELEMENTS:
+        return (f"the shape {dims} holds {elements:,} elements, more than the chips' 32 MB of PSRAM can: "
+                "the file is damaged")
+    return ""
 
 
 # ---------------------------------------------------------------- rounding as the chips round
@@ -170,6 +187,12 @@ class Context:
     def require(self, condition, message: str) -> None:
         if not condition:
             self.fail(message)
+
+    def require_size(self, shape, what: str) -> None:
+        """Before allocating `what` of `shape` (one run's): refuse a size no model on the chips has."""
+        problem = oversized(shape)
+        if problem:
+            self.fail(f"{what}: {problem}")
 
     def exponent(self, name: str) -> int:
         return self.file.tensor(name).exponent

@@ -53,10 +53,12 @@ def broadcast_shape(ctx: Context, inputs) -> tuple[int, ...]:
     """The output shape ESP-DL's get_multidirectional_broadcasting_shape gives, or a named refusal."""
     a, b = inputs[0].shape[1:], inputs[1].shape[1:]
     try:
-        return np.broadcast_shapes(a, b)
+        shape = np.broadcast_shapes(a, b)
     except ValueError:
         ctx.fail(f"inputs of shapes {a} and {b} do not broadcast (when one of them carries window+chunk-1 frames, a "
                  "StreamingCache output is read by an op that is not its time op: a shared cache)")
+    ctx.require_size(shape, "the broadcast output")
+    return shape
 
 
 def _runs(ctx: Context, inputs) -> tuple[int, int, int]:

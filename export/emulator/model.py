@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..espdl_file import EspdlFile, read_espdl
-from .core import NP_TYPES, QUANT_BITS, REGISTRY, TARGETS, Context, EmulatorError, rounding_for
+from .core import NP_TYPES, QUANT_BITS, REGISTRY, TARGETS, Context, EmulatorError, oversized, rounding_for
 
 
 def topological_order(espdl: EspdlFile) -> list[int]:
@@ -27,6 +27,9 @@ def topological_order(espdl: EspdlFile) -> list[int]:
             available.update(espdl.nodes[i].outputs)
         order += ready
         pending = [i for i in pending if i not in ready]
+    missing = [name for name in espdl.outputs if not name or name not in available]
+    if missing:
+        raise EmulatorError(f"graph output '{missing[0]}' is produced by no node")
     return order
 
 
@@ -55,7 +58,12 @@ class Emulator:
                 ctx.fail(f"quant_type {node.attributes.get('quant_type')!r} is not emulated for {node.op_type} "
                          f"(emulated: {', '.join('F32' if b == 32 else f'S{b}' for b in spec.bits)})")
             if spec.check is not None:
-                spec.check(ctx)
+                try:
+                    spec.check(ctx)
+                except EmulatorError:
+                    raise
+                except Exception as e:  # an attribute of a type the module cannot take: name the node
+                    raise EmulatorError(f"{node.op_type} node '{node.name}': {type(e).__name__}: {e}") from e
             self.contexts.append((spec.run, ctx))
         self._parameters = {name: t.values[None] for name, t in self.file.initializers.items()}
 
@@ -80,11 +88,15 @@ class Emulator:
         for run, ctx in self.contexts:
             node = ctx.node
             try:
-                outputs = run(ctx, [values[name] for name in node.inputs])
+                with np.errstate(all="ignore"):  # float32 overflows to inf and NaN as the chip's C does, silently
+                    outputs = run(ctx, [values[name] for name in node.inputs])
             except EmulatorError:
                 raise
             except Exception as e:  # a shape or value the op cannot take: name the node
                 raise EmulatorError(f"{node.op_type} node '{node.name}' failed: {type(e).__name__}: {e}") from e
+            for name, value in zip(node.outputs, outputs):  # ops that grow a tensor check first; this stops the rest
+                if oversized(value.shape[1:]):
+                    ctx.fail(f"output '{name}': {oversized(value.shape[1:])}")
             values.update(zip(node.outputs, outputs))
         names = [n for n in values if n and n not in self._parameters] if keep_all else list(self.file.outputs)
         return {name: values[name] for name in names}
@@ -97,6 +109,10 @@ class Emulator:
     def zeros(self, name: str, runs: int | None = None) -> np.ndarray:
         """Zero integers for graph input `name` (a recurrent state at the start of a stream)."""
         info = self.file.inputs[name]
+        problem = oversized(info.dims) or ("" if info.dtype in NP_TYPES else f"its type code {info.dtype} is not "
+                                                                               "int8, int16 or float32")
+        if problem:
+            raise EmulatorError(f"graph input '{name}': {problem}")
         return np.zeros(([runs] if runs is not None else []) + info.dims, NP_TYPES[info.dtype])
 
     def state_pairs(self) -> list[tuple[str, str]]:

@@ -138,6 +138,7 @@ def gather(ctx: Context, inputs):
     axis = _axis(int(ctx.attributes.get("axis", 0)), x.ndim - 1)
     ctx.require(indices.size == 0 or (indices.min() >= 0 and indices.max() < x.shape[axis]),
                 f"indices outside 0..{x.shape[axis] - 1}: ESP-DL reads them unchecked")
+    ctx.require_size(x.shape[1:axis] + indices.shape + x.shape[axis + 1 :], "the gathered output")
     return [np.take(x, indices.astype(np.int64), axis=axis)]
 
 
@@ -148,6 +149,8 @@ def pad(ctx: Context, inputs):
     pads = ctx.ints(1)
     ctx.require(not ctx.has_input(3), "ESP-DL ignores Pad's axes input; pads must cover every axis")
     ctx.require(len(pads) == 2 * rank and min(pads) >= 0, f"pads {pads} for {rank} axes (ESP-DL pads, never crops)")
+    ctx.require_size([n + before + after for n, before, after in zip(x.shape[1:], pads[:rank], pads[rank:])],
+                     "the padded output")
     widths = [(0, 0)] + list(zip(pads[:rank], pads[rank:]))
     mode = ctx.attributes.get("mode", "constant")
     if mode == "constant":
@@ -199,10 +202,13 @@ def insert_zeros(ctx: Context, inputs):
     padding = list(ctx.attributes.get("output_padding") or [0])
     strides = strides * spatial if len(strides) == 1 else strides
     padding = padding * spatial if len(padding) == 1 else padding
+    ctx.require(len(strides) == len(padding) == spatial and min(strides) >= 1 and min(padding) >= 0,
+                f"stride {strides}, output_padding {padding} for {spatial} spatial axes")
     shape = list(x.shape)
     for i in range(spatial):
         n = x.shape[2 + i]
         shape[2 + i] = n + (strides[i] - 1) * (n - 1) + padding[i]
+    ctx.require_size(shape[1:], "the output")
     out = np.zeros(shape, dtype=x.dtype)
     out[(slice(None), slice(None)) + tuple(slice(0, (x.shape[2 + i] - 1) * strides[i] + 1, strides[i])
                                            for i in range(spatial))] = x

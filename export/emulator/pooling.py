@@ -23,8 +23,22 @@ def _geometry(ctx: Context, x):
     pads = list(ctx.attributes.get("pads") or [0] * 2 * len(kernel))
     ctx.require(ctx.attributes.get("dilations") in (None, [1] * len(kernel)), "dilated pooling is not run by ESP-DL")
     if one_d:
-        return x[:, 0, None], [1] + kernel, [1] + strides, [0, 0, pads[0], pads[1]], True
-    return x[:, 0], kernel, strides, [pads[0], pads[2], pads[1], pads[3]], False
+        x, kernel, strides, pads = x[:, 0, None], [1] + kernel, [1] + strides, [0, 0, pads[0], pads[1]]
+    else:
+        x, pads = x[:, 0], [pads[0], pads[2], pads[1], pads[3]]
+    _check_geometry(ctx, x, kernel, strides, pads)
+    return x, kernel, strides, pads, one_d
+
+
+def _check_geometry(ctx: Context, x, kernel, strides, pads) -> None:
+    """Before padding and taking windows: sizes the file's attributes ask for that no chip could hold."""
+    ctx.require(len(kernel) == len(strides) == 2 and len(pads) == 4 and min(kernel + strides) >= 1 and min(pads) >= 0,
+                f"kernel {kernel}, strides {strides}, pads {pads}: ESP-DL takes them positive, one per axis")
+    padded = [x.shape[1] + pads[0] + pads[1], x.shape[2] + pads[2] + pads[3]]
+    ctx.require_size(padded + [x.shape[-1]], "the padded input")
+    ctx.require(kernel[0] <= padded[0] and kernel[1] <= padded[1], f"the kernel {kernel} is larger than the input {padded}")
+    out = [(padded[0] - kernel[0]) // strides[0] + 1, (padded[1] - kernel[1]) // strides[1] + 1]
+    ctx.require_size(out + [kernel[0] * kernel[1], x.shape[-1]], "the pooling windows")  # the kernel: an attribute
 
 
 def _windows(x, kernel, strides, fill):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import Context, op, saturate, scale
+from .core import Context, EmulatorError, op, saturate, scale
 
 PATTERNS = {(True,), (False,), (False, True), (True, False), (True, False, True), (False, True, False),
             (False, True, False, True), (True, False, True, False)}
@@ -111,20 +111,27 @@ def reduce_sum_square(ctx: Context, v):
     return _shifted(ctx, (v.astype(np.int64) ** 2).sum(axis=-1), ctx.out_exp() - 2 * ctx.in_exp())
 
 
+NEWTON_STEPS = 1000  # from float32's largest value, the steps halve it to convergence in about 70
+
+
 def sqrt_newton(x):
-    """dl::math::sqrt_newton in float32: Newton steps from x until two steps differ by at most 1e-5."""
+    """dl::math::sqrt_newton in float32: Newton steps from x while two steps differ by more than 1e-5 (a NaN
+    difference ends the loop, as in C). A negative value never converges: the chip would loop forever, the
+    emulator refuses it."""
     x = np.asarray(x, dtype=np.float32)
     result = x.copy()
     active = x != 0
     result[~active] = 0
-    while active.any():
+    for _ in range(NEWTON_STEPS):
+        if not active.any():
+            return result
         last = result[active]
         step = ((last + x[active] / last) * np.float32(0.5)).astype(np.float32)
         result[active] = step
-        done = np.abs(step - last) <= np.float32(0.00001)
+        done = ~(np.abs(step - last) > np.float32(0.00001))
         index = np.flatnonzero(active)
         active.flat[index[done]] = False
-    return result
+    raise EmulatorError(f"sqrt_newton of {x[active].flat[0]:g} does not converge (ESP-DL's loop would never end)")
 
 
 @reduction("ReduceL2", "integer sum of x^2, sqrt_newton(sum * in_scale^2) * out_scale in float32")

@@ -45,6 +45,9 @@ def resize(ctx: Context, inputs):
     x = inputs[0]
     ctx.require(x.ndim in (4, 5) and x.shape[1] == 1, "ESP-DL resizes [1, (H,) W, C] tensors")
     sizes, factors = _scales(ctx, x)
+    ctx.require(len(sizes) == x.ndim - 3 and all(f > 0 for f in factors), f"sizes {sizes}, scales {factors} for "
+                                                                         f"{x.ndim - 3} spatial axes")
+    ctx.require_size([1, *sizes, x.shape[-1]], "the resized output")
     mode = ctx.attributes.get("mode", "nearest")
     align = ctx.attributes.get("coordinate_transformation_mode") == "align_corners"
     if all(f == 1 for f in factors):

@@ -31,6 +31,11 @@ def streaming_cache_step(cache: np.ndarray | None, x: np.ndarray, window: int, f
 @op("StreamingCache", bits=(8, 16, 32), note="ESP-DL's byte copy: cache ++ input on any frame axis, the last "
                                               "window-1 frames kept; zeroed by reset()", raw_integers="all")
 def streaming_cache(ctx: Context, inputs):
-    out, ctx.state["cache"] = streaming_cache_step(ctx.state.get("cache"), inputs[0],
-                                                   int(ctx.attributes["window_size"]), int(ctx.attributes.get("frame_axis", 1)))
+    x, window, frame_axis = inputs[0], int(ctx.attributes["window_size"]), int(ctx.attributes.get("frame_axis", 1))
+    shape = list(x.shape[1:])
+    ctx.require(window >= 1 and -len(shape) <= frame_axis < len(shape),
+                f"window_size {window}, frame_axis {frame_axis} for a {len(shape)}-axis input")
+    shape[frame_axis] += window - 1
+    ctx.require_size(shape, "the cache and the input")
+    out, ctx.state["cache"] = streaming_cache_step(ctx.state.get("cache"), x, window, frame_axis)
     return [out]
