@@ -232,6 +232,11 @@ def export_streaming(
         "frontend": json.dumps(frontend.to_dict(), sort_keys=True),
         integrity.STAMP_KEY: integrity.PLACEHOLDER,  # integrity.stamp() writes the file's CRC-32 here
     }
+    # one id in both files, the vectors and the report: a checker refuses a set from different exports
+    export_id = integrity.export_id(offline_onnx.graph.SerializeToString(), np.ascontiguousarray(clips).tobytes(),
+                                    np.ascontiguousarray(test_clip).tobytes(),
+                                    json.dumps([asdict(config), metadata, ppq.ESP_PPQ_VERSION], sort_keys=True).encode())
+    metadata[integrity.EXPORT_ID_KEY] = export_id
 
     stamps: dict[str, str] = {}  # file name -> the CRC-32 stamped into it
     with staged_output(out_dir) as stage:
@@ -292,7 +297,7 @@ def export_streaming(
             vectors = [VectorTensor(x_name, ROLE_INPUT, exponents[x_name], chunks)]
             vectors += [VectorTensor(name, ROLE_OUTPUT, exponents[name], [r[name] for r in streamed]) for name in plan.outputs]
             tolerance = DEVICE_TOLERANCE_LSB[config.bits]
-            (staging / VECTORS_FILE).write_bytes(write_vectors(VectorFile(vectors, tolerance)))
+            (staging / VECTORS_FILE).write_bytes(write_vectors(VectorFile(vectors, tolerance, export_id)))
             (staging / PPQ_LOG_FILE).write_text(log.getvalue())
 
         with progress.stage("final check: the written bytes in the ESP-DL emulator"):
@@ -310,6 +315,7 @@ def export_streaming(
             report = {
                 "tool": {"espdl_stream": __version__, "esp_ppq": ppq.ESP_PPQ_VERSION, "torch": torch.__version__,
                          "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
+                "export_id": export_id,  # also in both .espdl files' metadata and in the vectors
                 "model": {"name": model_name, "source": source.source, "parameters": _parameters(source),
                           "intake": source.notes, **(notes or {})},
                 "config": asdict(config),

@@ -31,6 +31,7 @@ using stream_check::ElementType;
 using stream_check::TensorRef;
 
 constexpr const char *kStampKey = "espdl_stream.crc32";  // export/integrity.py
+constexpr const char *kExportIdKey = "espdl_stream.export_id";  // the same in both models and the vectors
 
 class EspDlPort : public stream_check::StreamingPort {
 public:
@@ -111,6 +112,13 @@ bool streaming_check()
         return false;
     }
     print_memory("after loading the streaming model");
+    std::string export_id = model->get_metadata_prop(kExportIdKey);
+    if (export_id != vectors.export_id) {
+        printf("STREAMING FAIL: the vectors come from export '%s', streaming_model.espdl from export '%s': build with "
+               "the files of one export\n", vectors.export_id.c_str(), export_id.c_str());
+        delete model;
+        return false;
+    }
     model->profile_memory();  // ESP-DL's table: model, parameters, tensors in internal RAM, PSRAM and flash
     std::vector<std::pair<std::string, std::string>> pairs;
     if (!stream_check::parse_state_pairs(model->get_metadata_prop("state_pairs"), pairs, error)) {

@@ -9,7 +9,7 @@ namespace stream_check {
 namespace {
 
 constexpr char kMagic[4] = {'E', 'S', 'V', '1'};
-constexpr uint16_t kVersion = 1;
+constexpr uint16_t kVersion = 2;  // 2: the export id after the header
 
 class Reader {
 public:
@@ -191,10 +191,18 @@ bool parse_vectors(const uint8_t *bytes, size_t size, VectorFile &out, std::stri
         return false;
     }
     if (version != kVersion) {
-        error = "vector format version " + std::to_string(version) + ", this reader knows 1";
+        error = "vector format version " + std::to_string(version) + ", this reader knows " + std::to_string(kVersion) +
+                ": re-export the model";
         return false;
     }
     out.tolerance_lsb = tolerance;
+    uint16_t id_length = 0;
+    std::vector<uint8_t> id;
+    if (!r.u16(id_length) || !r.bytes(id_length, id)) {
+        error = "the vector file ends inside its export id";
+        return false;
+    }
+    out.export_id.assign(id.begin(), id.end());
     for (uint32_t i = 0; i < n_tensors; ++i) {
         VectorTensor t;
         uint16_t name_length = 0;

@@ -36,12 +36,13 @@ struct VectorTensor {
 struct VectorFile {
     uint32_t chunks = 0;
     int tolerance_lsb = 0;  // how far a device output may be from the expected integer
+    std::string export_id;  // the "espdl_stream.export_id" of the .espdl files written with these vectors
     std::vector<VectorTensor> tensors;
 
     const VectorTensor *find(const std::string &name) const;
 };
 
-// Parses the "ESV1" format written by export/vectors.py. Returns false and an error message for a
+// Parses the "ESV1" format (version 2) written by export/vectors.py. Returns false and an error message for a
 // wrong magic or version, a CRC mismatch, a truncated file or an unknown element type.
 bool parse_vectors(const uint8_t *bytes, size_t size, VectorFile &out, std::string &error);
 
