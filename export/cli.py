@@ -7,6 +7,7 @@ are imported only by the commands that use them.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import os
 import sys
 import time
@@ -20,10 +21,11 @@ from safetensors import SafetensorError
 from ..calibration import DataError, FbankConfig, calibration_clips, keyword_eval_set, load_features, require_clips
 from ..calibration.loaders import feature_stream
 from ..models import MODEL_NAMES, build_model, training_summary, weights_path
+from . import integrity
 from .artifacts import check_output_dir
 from .errors import ExportError
-from .espdl_file import read_espdl
-from .intake import INPUT_LAYOUTS, load_model, take_model
+from .espdl_file import EspdlFile
+from .intake import INPUT_LAYOUTS, INPUT_NAME, OUTPUT_NAME, load_model, take_model
 from .plan import check_table, plan_streaming
 from .vectors import VectorFormatError, read_vectors
 
@@ -209,6 +211,23 @@ def _target(args, files) -> str:
     raise ExportError(f"the files name target {sorted(named) or 'none'}: give --target esp32s3 or esp32p4")
 
 
+def _one_export(given: dict[str, Path], files: dict[str, EspdlFile], vectors_path, vectors) -> str | None:
+    """Refuse files that do not belong together: one file as both, a file in the other's role, or files and
+    vectors from different exports. Returns the export id they share (None for files without one)."""
+    if len(given) == 2 and filecmp.cmp(given["offline"], given["streaming"], shallow=False):
+        raise ExportError(f"--offline {given['offline']} and --streaming {given['streaming']} are the same file: give "
+                          "the offline model.espdl and the streaming_model.espdl of one export")
+    for role, espdl in files.items():
+        mode = espdl.metadata.get("mode")
+        if mode in ("offline", "streaming") and mode != role:
+            raise ExportError(f"--{role} {given[role]} is the {mode} model of its export (its metadata says so): "
+                              f"give it as --{mode}")
+    ids = {str(given[role]): espdl.metadata.get(integrity.EXPORT_ID_KEY) for role, espdl in files.items()}
+    if vectors is not None:
+        ids[str(vectors_path)] = vectors.export_id or None
+    return integrity.require_one_export(ids)
+
+
 def verify_main(argv: list[str]) -> int:
     return refusing_in_one_line("export-espdl verify", _verify, verify_parser().parse_args(argv), refused=(ValueError,))
 
@@ -220,12 +239,15 @@ def _verify(args: argparse.Namespace) -> int:
         raise ExportError("give --offline FILE, --offline with --streaming FILE, or --streaming FILE --vectors FILE")
     if args.vectors is not None and args.streaming is None:
         raise ExportError("--vectors needs the --streaming file they were written for")
-    files = {str(p): read_espdl(p) for p in (args.offline, args.streaming) if p is not None}
-    target = _target(args, files.values())
+    given = {role: path for role, path in (("offline", args.offline), ("streaming", args.streaming)) if path}
+    intact = {role: integrity.read_intact(path) for role, path in given.items()}  # damaged files stop here
     try:
         vectors = read_vectors(args.vectors.read_bytes()) if args.vectors else None
     except VectorFormatError as e:
         raise VectorFormatError(f"{args.vectors}: {e}") from None
+    export = _one_export(given, {role: espdl for role, (espdl, _) in intact.items()}, args.vectors, vectors)
+    files = {str(given[role]): espdl for role, (espdl, _) in intact.items()}
+    target = _target(args, files.values())
     checks = [verify.check_raw_integer_exponents(files)]
     if args.offline is not None:
         checks.append(verify.emulate_test_values(args.offline, target))
@@ -236,6 +258,9 @@ def _verify(args: argparse.Namespace) -> int:
     passed = all(c.passed for c in checks)
     names = " and ".join(str(p) for p in (args.offline, args.streaming, args.vectors) if p is not None)
     print(f"{names}, emulating {target} (rounding {'half to even' if target == 'esp32p4' else 'half up'})")
+    stamps = [f"{given[role].name} CRC-32 {crc} intact" if crc else f"{given[role].name} carries no integrity stamp "
+              "(not written by export-espdl)" for role, (_, crc) in intact.items()]
+    print(f"integrity: {', '.join(stamps)}" + (f"; one export, id {export}" if export else ""))
     print("\n".join(check_lines(checks)))
     print("ALL PASS" if passed else "FAILED")
     return 0 if passed else EXIT_FAILED_CHECK
@@ -270,6 +295,20 @@ def chunks_of(blocks: Iterator[np.ndarray], chunk: int) -> Iterator[np.ndarray]:
         pending = pending[:, whole:]
 
 
+def _require_streaming_export(path: Path, n_mels: int) -> None:
+    """The streaming model of an export, intact: its stamp holds, and it takes [1, chunk, n_mels] chunks as 'x'
+    and gives 'y' (what `stream` feeds and reads)."""
+    espdl, _ = integrity.read_intact(path)
+    x, y = espdl.inputs.get(INPUT_NAME), espdl.outputs.get(OUTPUT_NAME)
+    if espdl.metadata.get("mode") == "offline":
+        raise ExportError(f"{path} is an offline model (its metadata says so), not a streaming one: export again into "
+                          f"{path.parent}")
+    if x is None or y is None or len(x.dims) != 3 or x.dims[0] != 1 or x.dims[2] != n_mels or x.dims[1] < 1:
+        found = f"input {x.dims}" if x is not None else f"inputs {list(espdl.inputs)}"
+        raise ExportError(f"{path}: not a streaming model export-espdl wrote ({found}, expected '{INPUT_NAME}' of "
+                          f"[1, chunk, {n_mels}] and an output '{OUTPUT_NAME}'): give the --out folder of an export")
+
+
 def stream_main(argv: list[str]) -> int:
     return refusing_in_one_line("export-espdl stream", _stream, stream_parser().parse_args(argv), refused=(ValueError,))
 
@@ -282,6 +321,7 @@ def _stream(args: argparse.Namespace) -> int:
     frontend = FbankConfig()
     frames, blocks = feature_stream(args.input, frontend)
     if args.espdl:
+        _require_streaming_export(args.espdl / STREAMING_FILE, frontend.n_mels)
         session, source = EmulatedSession(args.espdl / STREAMING_FILE), f"{args.espdl} in the ESP-DL emulator"
         if args.chunk not in (None, session.chunk):
             raise ExportError(f"--chunk {args.chunk}: {args.espdl / STREAMING_FILE} takes chunks of {session.chunk} "
@@ -411,6 +451,8 @@ def refusing_in_one_line(prog: str, command: Callable[[argparse.Namespace], int]
         message = str(e)
     except OSError as e:  # the disk, permissions: name the file and the reason
         message = f"{e.filename}: {e.strerror}" if e.filename else str(e)
+    # names read from a damaged file may hold line breaks and control bytes: escaped, the message stays one line
+    message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
     print(f"{prog}: error: {message}", file=sys.stderr)
     return EXIT_USAGE
 

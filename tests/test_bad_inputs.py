@@ -2,11 +2,13 @@
 (an exception escaping `main` fails the test) and never exit 0; a refused export writes nothing anywhere.
 Ctrl-C and SIGTERM, in a real process: one line, exit 130 and 143, nothing left behind."""
 
+import shutil
 import signal
 import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +16,14 @@ import pytest
 
 from helpers import run_cli, write_wav
 
-from espdl_stream.export import cli
+from espdl_stream.export import cli, integrity
 from espdl_stream.export.artifacts import output_lock
+from espdl_stream.export.espdl_file import read_espdl
 from espdl_stream import models
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "firmware" / "main" / "models" / "tcn" / "esp32s3"  # a real export
+MODELS = ROOT / "firmware" / "main" / "models"
+SHIPPED = MODELS / "tcn" / "esp32s3"  # a real export
 PROC = Path("/proc/self").is_dir()
 
 
@@ -87,7 +91,46 @@ def bad(tmp_path_factory):
     (d / "empty.bin").write_bytes(b"")
     (d / "half.bin").write_bytes(vectors[: len(vectors) // 2])
     (d / "flipped.bin").write_bytes(vectors[:100] + bytes([vectors[100] ^ 1]) + vectors[101:])
+    (d / "short.bin").write_bytes(vectors[:10])
+    old = vectors[:4] + (1).to_bytes(2, "little") + vectors[6:16] + vectors[18 + vectors[16] : -4]  # version 1: no id
+    (d / "version1.bin").write_bytes(old + zlib.crc32(old).to_bytes(4, "little"))
+    _damaged_espdl_files(d, rng)
     return d
+
+
+def _flipped(data: bytes, at: int, mask: int = 0x01) -> bytes:
+    return data[:at] + bytes([data[at] ^ mask]) + data[at + 1 :]
+
+
+def _damaged_espdl_files(d: Path, rng) -> None:
+    """.espdl files as a disk, a copy or a hand edit leaves them, and export folders holding them."""
+    offline, streaming = (SHIPPED / "model.espdl").read_bytes(), (SHIPPED / "streaming_model.espdl").read_bytes()
+    weight = max(read_espdl(SHIPPED / "streaming_model.espdl").initializers.values(), key=lambda t: t.values.nbytes)
+    test_input = read_espdl(SHIPPED / "model.espdl").test_inputs["x"].values
+    crc = integrity.check(SHIPPED / "model.espdl")[0].encode()
+    files = {
+        "trunc.espdl": offline[:2000],
+        "ten.espdl": offline[:10],
+        "random_after_magic.espdl": offline[:4] + rng.bytes(4000),
+        "header_only.espdl": offline[:4] + bytes(12),
+        "text.espdl": b"not a model, just text\n" * 10,
+        "grown.espdl": offline + bytes(100),
+        "weight_flipped.espdl": _flipped(streaming, streaming.find(weight.values.tobytes()) + 10),
+        "test_value_flipped.espdl": _flipped(offline, offline.find(test_input.tobytes()) + 7),
+        "stamp_flipped.espdl": _flipped(offline, offline.find(crc) + 3),
+        "stamp_renamed.espdl": offline.replace(integrity.STAMP_KEY.encode(), b"espdl_stream.crc33"),
+        "pad_flipped.espdl": _flipped(offline, offline.find(struct.pack("<Iqq", 2, 2, 0)) + 6, 0x80),  # 2 -> 8388610
+        "model_copy.espdl": offline,
+    }
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    fixture = (ROOT / "tests" / "fixtures" / "ops" / "conv1d_k3_d2_relu_esp32s3_s8.espdl").read_bytes()
+    (d / "foreign_pad.espdl").write_bytes(fixture.replace(struct.pack("<Iqq", 2, 2, 2), struct.pack("<Iqq", 2, 2, 8388610)))
+    exports = {"esp_truncated": files["trunc.espdl"], "esp_ten": files["ten.espdl"], "esp_text": files["text.espdl"],
+               "esp_flipped": files["weight_flipped.espdl"], "esp_offline": offline, "esp_foreign": fixture}
+    for folder, data in exports.items():
+        (d / folder).mkdir()
+        (d / folder / "streaming_model.espdl").write_bytes(data)
 
 
 EXPORT = [  # (id, arguments, what the line must say)
@@ -181,6 +224,16 @@ STREAM = [
     ("npy-no-frames", ["{d}/noframes.npy"], "noframes.npy: no usable audio"),
     ("npy-truncated", ["{d}/trunc.npy"], "trunc.npy: not a readable NumPy file"),
     ("npy-1e30-late-in-the-stream", ["{d}/late.npy", "--quiet"], "late.npy (frames 500 to 999): values reach 1e+30"),
+    ("espdl-truncated", ["{d}/six_frames.wav", "--espdl", "{d}/esp_truncated"],
+     "esp_truncated/streaming_model.espdl: the header announces a "),
+    ("espdl-10-bytes", ["{d}/six_frames.wav", "--espdl", "{d}/esp_ten"], "shorter than the 16-byte .espdl header"),
+    ("espdl-text", ["{d}/six_frames.wav", "--espdl", "{d}/esp_text"], "not an .espdl file (it starts with b'not '"),
+    ("espdl-flipped-weight", ["{d}/six_frames.wav", "--espdl", "{d}/esp_flipped"],
+     "esp_flipped/streaming_model.espdl: the file is damaged (changed since it was exported)"),
+    ("espdl-offline-model", ["{d}/six_frames.wav", "--espdl", "{d}/esp_offline"],
+     "is an offline model (its metadata says so), not a streaming one"),
+    ("espdl-not-ours", ["{d}/six_frames.wav", "--espdl", "{d}/esp_foreign"],
+     "not a streaming model export-espdl wrote (inputs ['in0']"),
 ]
 
 PAIR = ["--offline", "{s}/model.espdl", "--streaming", "{s}/streaming_model.espdl"]
@@ -200,11 +253,43 @@ VERIFY = [
     ("vectors-empty", [*PAIR, "--vectors", "{d}/empty.bin"], "empty.bin: not a streaming vector file"),
     ("vectors-half", [*PAIR, "--vectors", "{d}/half.bin"], "half.bin: CRC mismatch: the vector file is corrupted or truncated"),
     ("vectors-flipped-bit", [*PAIR, "--vectors", "{d}/flipped.bin"], "flipped.bin: CRC mismatch"),
+    ("vectors-10-bytes", [*PAIR, "--vectors", "{d}/short.bin"], "short.bin: not a streaming vector file"),
+    ("vectors-format-1", [*PAIR, "--vectors", "{d}/version1.bin"], "vector format version 1, this reader knows 2: re-export"),
+    ("vectors-of-another-model", ["--streaming", "{s}/streaming_model.espdl", "--vectors", "{m}/lstm/esp32s3/streaming_vectors.bin"],
+     "the files are not from one export"),
+    ("vectors-of-another-target", ["--streaming", "{s}/streaming_model.espdl", "--vectors", "{m}/tcn/esp32p4/streaming_vectors.bin"],
+     "the files are not from one export"),
+    ("pair-of-two-models", ["--offline", "{s}/model.espdl", "--streaming", "{m}/lstm/esp32s3/streaming_model.espdl"],
+     "the files are not from one export"),
+    ("pair-of-two-targets", ["--offline", "{m}/tcn/esp32p4/model.espdl", "--streaming", "{s}/streaming_model.espdl"],
+     "the files are not from one export"),
+    ("model-as-both", ["--offline", "{s}/model.espdl", "--streaming", "{s}/model.espdl"], "are the same file"),
+    ("model-and-its-copy", ["--offline", "{s}/model.espdl", "--streaming", "{d}/model_copy.espdl"], "are the same file"),
+    ("pair-swapped", ["--offline", "{s}/streaming_model.espdl", "--streaming", "{s}/model.espdl"],
+     "streaming_model.espdl is the streaming model of its export (its metadata says so): give it as --streaming"),
+    ("streaming-as-offline", ["--offline", "{s}/streaming_model.espdl"], "give it as --streaming"),
+    ("offline-as-streaming", ["--streaming", "{s}/model.espdl", "--vectors", "{s}/streaming_vectors.bin"],
+     "model.espdl is the offline model of its export (its metadata says so): give it as --offline"),
+    ("espdl-truncated", ["--offline", "{d}/trunc.espdl"], "-byte model, the file holds 1984: the file is truncated"),
+    ("espdl-10-bytes", ["--offline", "{d}/ten.espdl"], "ten.espdl: 10 bytes, shorter than the 16-byte .espdl header"),
+    ("espdl-random-after-magic", ["--offline", "{d}/random_after_magic.espdl"], "random_after_magic.espdl: encryption mode"),
+    ("espdl-header-only", ["--offline", "{d}/header_only.espdl"], "header_only.espdl: the model at byte 0 (+4) lies outside"),
+    ("espdl-text", ["--offline", "{d}/text.espdl"], "text.espdl: not an .espdl file"),
+    ("espdl-grown", ["--offline", "{d}/grown.espdl"], "grown.espdl: 100 bytes after the "),
+    ("espdl-weight-flipped", ["--offline", "{s}/model.espdl", "--streaming", "{d}/weight_flipped.espdl"],
+     "weight_flipped.espdl: the file is damaged (changed since it was exported): export it again or copy it again; "
+     "its bytes give CRC-32"),
+    ("espdl-test-value-flipped", ["--offline", "{d}/test_value_flipped.espdl"], "test_value_flipped.espdl: the file is damaged"),
+    ("espdl-stamp-flipped", ["--offline", "{d}/stamp_flipped.espdl"], "stamp_flipped.espdl: the file is damaged"),
+    ("espdl-stamp-renamed", ["--offline", "{d}/stamp_renamed.espdl"], "its espdl_stream.crc32 stamp no longer reads"),
+    ("espdl-pad-flipped", ["--offline", "{d}/pad_flipped.espdl"], "pad_flipped.espdl: the file is damaged"),
+    ("espdl-pad-flipped-not-ours", ["--offline", "{d}/foreign_pad.espdl"],
+     "the padded input: the shape [1, 8388624, 8] holds 67,108,992 elements, more than the chips' 32 MB of PSRAM can"),
 ]
 
 
 def _argv(template, d):
-    return [a.replace("{d}", str(d)).replace("{s}", str(SHIPPED)) for a in template]
+    return [a.replace("{d}", str(d)).replace("{s}", str(SHIPPED)).replace("{m}", str(MODELS)) for a in template]
 
 
 def _refused_in_one_line(code, err, message):

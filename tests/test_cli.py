@@ -70,9 +70,11 @@ def test_verify_passes_on_our_export_and_names_a_shared_cache(tmp_path, features
 
     import torch
 
-    from espdl_stream.export import ppq
+    from espdl_stream.export import integrity, ppq
+    from espdl_stream.export.espdl_file import read_espdl
     from espdl_stream.export.intake import model_to_onnx
     from espdl_stream.export.plan import find_cache_sites
+    from espdl_stream.export.vectors import read_vectors
     from espdl_stream.models import build_model
 
     out = tmp_path / "out"
@@ -80,14 +82,21 @@ def test_verify_passes_on_our_export_and_names_a_shared_cache(tmp_path, features
     capsys.readouterr()
     files = ["--offline", str(out / "model.espdl"), "--streaming", str(out / "streaming_model.espdl")]
     assert main(["verify", *files, "--vectors", str(out / "streaming_vectors.bin")]) == 0
-    assert "emulating esp32s3" in capsys.readouterr().out  # the target comes from the file's metadata
+    printed = capsys.readouterr().out
+    assert "emulating esp32s3" in printed  # the target comes from the file's metadata
+    export_id = json.loads((out / "report.json").read_text())["export_id"]
+    assert {read_espdl(out / name).metadata[integrity.EXPORT_ID_KEY] for name in ("model.espdl", "streaming_model.espdl")} \
+        == {read_vectors((out / "streaming_vectors.bin").read_bytes()).export_id} == {export_id}
+    assert f"streaming_model.espdl CRC-32 {integrity.check(out / 'streaming_model.espdl')[0]} intact" in printed
+    assert f"one export, id {export_id}" in printed
 
     # esp-ppq's plain auto streaming, without the project's per-op table: the residual Add reads a cache
     proto = find_cache_sites(model_to_onnx(build_model("tcn"), 40, 96)).graph
     q = ppq.quantize(proto, [{"x": torch.from_numpy(c[None])} for c in features[:8]], "esp32s3", 8, io.StringIO())
-    plain = tmp_path / "plain_streaming.espdl"
+    plain, offline = tmp_path / "plain_streaming.espdl", tmp_path / "plain_model.espdl"
     ppq.export_espdl(q, plain, io.StringIO(), streaming=ppq.StreamingExport((), [1, 40, 8], esp_ppq_table={}))
-    assert main(["verify", "--offline", str(out / "model.espdl"), "--streaming", str(plain), "--target", "esp32s3"]) == 1
+    ppq.export_espdl(q, offline, io.StringIO(), test_inputs={"x": torch.from_numpy(features[8][None])})
+    assert main(["verify", "--offline", str(offline), "--streaming", str(plain), "--target", "esp32s3"]) == 1
     report = capsys.readouterr().out
     assert "Add node '/blocks/blocks.0/Add': inputs of shapes (1, 10, 64) and (1, 8, 64) do not broadcast" in report
     assert "a shared cache" in report and "FAILED" in report
