@@ -7,8 +7,10 @@ import io
 import json
 import re
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -132,6 +134,18 @@ def test_corrupted_vector_file_is_refused(host_check, tmp_path):
     corrupted.write_bytes(bytes(data))
     code, out = _run(host_check, corrupted, corrupted)
     assert code == 2 and "CRC mismatch" in out
+
+
+def test_vector_sizes_that_wrap_around_are_refused(host_check, tmp_path):
+    """A vector file with a valid CRC whose dims multiply to 2**32 + 8 bytes: 8 bytes in 32-bit arithmetic
+    (the chip's size_t). The reader checks every product by division before it trusts it."""
+    body = bytearray(b"ESV1" + struct.pack("<HHII", 2, 0, 1, 1) + struct.pack("<H", 0))
+    body += struct.pack("<H", 1) + b"x" + struct.pack("<BBbB", 0, 1, 0, 2) + struct.pack("<2I", 8, (2**32 + 8) // 8)
+    body += bytes(8)
+    crafted = tmp_path / "crafted.bin"
+    crafted.write_bytes(bytes(body) + struct.pack("<I", zlib.crc32(body)))
+    code, out = _run(host_check, crafted, crafted)
+    assert code == 2 and "sizes do not add up" in out, out
 
 
 def _edited(source: Path, tmp_path: Path, delta: int) -> tuple[Path, int]:

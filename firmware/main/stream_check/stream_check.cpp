@@ -25,17 +25,18 @@ public:
     }
     bool bytes(size_t n, std::vector<uint8_t> &out)
     {
-        if (pos_ + n > size_) return false;
+        if (n > size_ - pos_) return false;  // never pos_ + n: a damaged size could wrap around
         out.insert(out.end(), data_ + pos_, data_ + pos_ + n);
         pos_ += n;
         return true;
     }
     size_t position() const { return pos_; }
+    size_t remaining() const { return size_ - pos_; }
 
 private:
     bool take(void *dst, size_t n)
     {
-        if (pos_ + n > size_) return false;
+        if (n > size_ - pos_) return false;
         std::memcpy(dst, data_ + pos_, n);
         pos_ += n;
         return true;
@@ -230,17 +231,30 @@ bool parse_vectors(const uint8_t *bytes, size_t size, VectorFile &out, std::stri
         }
         out.tensors.push_back(std::move(t));
     }
-    for (uint32_t c = 0; c < out.chunks; ++c) {
-        for (auto &t : out.tensors) {
-            if (!r.bytes(t.chunk_bytes(), t.data)) {
-                error = "the vector file ends inside its data";
-                return false;
-            }
+    // Every size checked by division before it is multiplied: on the chip size_t is 32 bits, and damaged dimensions
+    // could wrap a product around to a small, plausible count.
+    const uint64_t available = r.remaining();
+    uint64_t data_bytes = 0;
+    auto product_fits = [](uint64_t a, uint64_t b, uint64_t limit) { return b == 0 || a <= limit / b; };
+    for (const auto &t : out.tensors) {
+        uint64_t bytes = element_size(t.type);
+        bool fits = true;
+        for (uint32_t d : t.dims) {
+            fits = fits && product_fits(bytes, d, available);
+            if (fits) bytes *= d;
         }
+        if (!fits || !product_fits(bytes, out.chunks, available - data_bytes)) {
+            error = "the vector file's sizes do not add up to its data";
+            return false;
+        }
+        data_bytes += bytes * out.chunks;
     }
-    if (r.position() != size - 8) {
-        error = "unexplained bytes after the data";
+    if (data_bytes != available) {
+        error = "the vector file's sizes do not add up to its data";
         return false;
+    }
+    for (uint32_t c = 0; c < out.chunks; ++c) {
+        for (auto &t : out.tensors) r.bytes(t.chunk_bytes(), t.data);  // the sizes add up: checked above
     }
     return true;
 }
