@@ -33,10 +33,12 @@ with contextlib.redirect_stdout(io.StringIO()):  # esp-ppq prints a banner on im
         generate_test_value,
         get_target_platform,
     )
+    from esp_ppq.api.setting import QuantizationSetting, QuantizationSettingFactory
     from esp_ppq.core import TargetPlatform
     from esp_ppq.executor import TorchExecutor
     from esp_ppq.executor.base import OPERATION_FORWARD_TABLE, register_operation_handler
     from esp_ppq.executor.op import ESPDL_QUANT_BACKEND_TABLE
+    from esp_ppq.executor.op.torch.default import DEFAULT_BACKEND_TABLE
     from esp_ppq.IR import BaseGraph
     from esp_ppq.IR.quantize import QuantableOperation
     from esp_ppq.log import logger as ppq_logger
@@ -114,12 +116,63 @@ def canonical_variable_order(graph: BaseGraph) -> None:
 
 
 # ---------------------------------------------------------------- quantize once, export twice
+CALIBRATION_ALGORITHMS = ("kl", "minmax", "percentile", "mse")
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    """How esp-ppq calibrates: each choice is an esp-ppq setting; the defaults are the ones measured best
+    (README, "What quantization costs")."""
+
+    calibration: str = "default"  # activation observer: esp-ppq's per width (kl at 8 bits, minmax at 16) or one named
+    equalization: bool = False  # layerwise weight equalization across each conv pair
+    bias_correction: bool = False  # re-estimate every bias from the calibration set's quantization error
+    int16_layers: tuple[str, ...] = ()  # ops raised to 16 bits in an 8-bit graph (mixed precision)
+
+    def describe(self, bits: int) -> str:
+        calibration = self.calibration if self.calibration != "default" else ("kl" if bits == 8 else "minmax")
+        parts = [f"{calibration} calibration"]
+        parts += ["equalization"] if self.equalization else []
+        parts += ["bias correction"] if self.bias_correction else []
+        parts += [f"{len(self.int16_layers)} layers at 16 bits"] if self.int16_layers else []
+        return ", ".join(parts)
+
+
 @dataclass
 class Quantized:
     graph: BaseGraph
     platform: TargetPlatform
     target: str
-    bits: int
+    bits: int  # the graph's width; with int16_layers, the width of the others
+    options: QuantOptions = field(default_factory=QuantOptions)
+
+    @property
+    def widths(self) -> dict[str, int]:
+        """Integer width of every quantized op, by name."""
+        return {op.name: op.config.output_quantization_config[0].num_of_bits for op in self.graph.operations.values()
+                if isinstance(op, QuantableOperation) and op.config.output_quantization_config}
+
+
+# Ops that only move values: ESP-DL copies their integers without rescaling, so a width change must happen before them.
+DATA_MOVEMENT_OPS = {"Transpose", "Squeeze", "Unsqueeze", "Reshape", "Flatten"}
+
+
+def int16_unit(q: Quantized, layer: str, output: str) -> tuple[str, ...]:
+    """The esp-ppq ops to raise so that the file's `layer` (writing `output`) runs at 16 bits: the op itself,
+    the activation esp-ppq fuses into it (the op writing `output`), and the data-movement ops between it and its
+    producer (esp-ppq would otherwise give a Transpose a new exponent, which ESP-DL's Transpose cannot apply)."""
+    graph = q.graph
+    ops = [layer]
+    writer = graph.variables[output].source_op if output in graph.variables else None
+    if writer is not None and writer.name != layer:
+        ops.append(writer.name)
+    op = graph.operations[layer]
+    for var in op.inputs:
+        source = var.source_op
+        while source is not None and source.type in DATA_MOVEMENT_OPS and len(source.outputs[0].dest_ops) == 1:
+            ops.append(source.name)
+            source = source.inputs[0].source_op
+    return tuple(ops)
 
 
 def platform_for(target: str, bits: int) -> TargetPlatform:
@@ -127,8 +180,31 @@ def platform_for(target: str, bits: int) -> TargetPlatform:
     return get_target_platform(target, bits, debug=(bits == 16))
 
 
-def quantize(onnx_model: onnx.ModelProto, calibration: list[dict[str, torch.Tensor]], target: str, bits: int, log) -> Quantized:
+# esp-ppq's bias correction fails on LSTM/GRU (their forward returns None for a missing output): convolutions only.
+BIAS_CORRECTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def quantization_setting(target: str, bits: int, options: QuantOptions, onnx_model: onnx.ModelProto) -> QuantizationSetting:
+    """esp-ppq's ESP-DL setting with the options applied."""
+    if options.calibration not in ("default", *CALIBRATION_ALGORITHMS):
+        raise ExportError(f"calibration {options.calibration!r} is not one of {', '.join(CALIBRATION_ALGORITHMS)}")
+    if options.int16_layers and bits != 8:
+        raise ExportError("layers can be raised to 16 bits only in an 8-bit graph")
+    setting = QuantizationSettingFactory.espdl_setting(num_of_bits=bits)
+    if options.calibration != "default":
+        setting.quantize_activation_setting.calib_algorithm = options.calibration
+    setting.equalization = options.equalization
+    setting.bias_correct = options.bias_correction
+    setting.bias_correct_setting.interested_layers = [n.name for n in onnx_model.graph.node if n.op_type in BIAS_CORRECTED_OPS]
+    for name in options.int16_layers:
+        setting.dispatching_table.append(name, platform_for(target, 16))
+    return setting
+
+
+def quantize(onnx_model: onnx.ModelProto, calibration: list[dict[str, torch.Tensor]], target: str, bits: int, log,
+             options: QuantOptions = QuantOptions()) -> Quantized:
     """Calibrate once on `calibration` (one dict of graph inputs per step); both exports use this graph."""
+    setting = quantization_setting(target, bits, options, onnx_model)
     names = [i.name for i in onnx_model.graph.input]
     batches = [[sample[name] for name in names] for sample in calibration]
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,13 +221,17 @@ def quantize(onnx_model: onnx.ModelProto, calibration: list[dict[str, torch.Tens
                 target=target,
                 num_of_bits=bits,
                 debug=(bits == 16),
+                setting=setting,
                 skip_export=True,
                 error_report=False,  # its graphwise error is wrong for LSTMs; the pipeline measures its own
                 device="cpu",
             )
     if errors:
         raise ExportError(f"esp-ppq reported an error while quantizing: {errors[0]}")
-    return Quantized(graph, platform_for(target, bits), target, bits)
+    unknown = sorted(set(options.int16_layers) - set(graph.operations))
+    if unknown:
+        raise ExportError(f"no quantized layer named {unknown[0]!r} to raise to 16 bits")
+    return Quantized(graph, platform_for(target, bits), target, bits, options)
 
 
 @dataclass(frozen=True)
@@ -210,8 +290,8 @@ def export_espdl(
     """Write one .espdl from the shared quantized graph (esp-ppq's exporter works on its own copy).
 
     test_outputs, in the graph's layout, replace the outputs esp-ppq would simulate for `test_inputs`.
-    Returns the layout esp-ppq gave each graph input and output: the permutation from the graph's
-    axes to the file's (a conv's [1, C, T] is [1, T, C] in the file; other tensors may stay as they are).
+    Returns the layout esp-ppq gave each tensor: the permutation from the graph's axes to the file's (a conv's
+    [1, C, T] is [1, T, C] in the file; other tensors may stay as they are).
 
     Streaming: a custom pass places every planned cache and removes its consumer's time padding.
     esp-ppq's auto_streaming is not used: it shares one cache among a variable's consumers, logs an error
@@ -227,8 +307,9 @@ def export_espdl(
 
     def record_layouts(g: BaseGraph) -> None:  # a streaming pass runs after esp-ppq's layout pass
         info = ExporterPatternInfo()
-        for name in [*g.inputs, *g.outputs]:
-            layouts[name] = tuple(info.get_var_permute(name) or range(len(g.variables[name].shape)))
+        for name, var in g.variables.items():
+            if not var.is_parameter and (info.get_var_permute(name) or var.shape is not None):
+                layouts[name] = tuple(info.get_var_permute(name) or range(len(var.shape)))
 
     options = {"streaming_custom_passes": [record_layouts]}
     if streaming is not None:
@@ -278,6 +359,23 @@ OPERATION_FORWARD_TABLE[TargetPlatform.ESPDL_H_PRE_INT16] = ESPDL_QUANT_BACKEND_
 
 for _platform in TargetPlatform:
     register_operation_handler(_streaming_cache_forward, "StreamingCache", _platform)
+
+
+def _float_until_quantized(op_type: str):
+    """esp-ppq's quantized LSTM/GRU forward needs the op's quantization config. In an 8-bit graph with a recurrence
+    raised to 16 bits, its tracing runs that forward before the op is quantized and fails ('Operation' object has no
+    attribute 'config'): until then the float forward runs, as it does for every other op."""
+    quantized_forward = ESPDL_QUANT_BACKEND_TABLE[op_type]
+
+    def forward(op, values, ctx=None, **kwargs):
+        handler = quantized_forward if isinstance(op, QuantableOperation) else DEFAULT_BACKEND_TABLE[op_type]
+        return handler(op, values, ctx, **kwargs)
+
+    return forward
+
+
+for _op_type in ("LSTM", "GRU"):
+    ESPDL_QUANT_BACKEND_TABLE[_op_type] = _float_until_quantized(_op_type)
 
 
 def output_config(graph: BaseGraph, name: str):
