@@ -76,10 +76,15 @@ class Emulator:
         for _, ctx in self.contexts:
             ctx.state.pop("cache", None)
 
-    def run_batch(self, inputs: dict[str, np.ndarray], keep_all: bool = False) -> dict[str, np.ndarray]:
+    def run_batch(self, inputs: dict[str, np.ndarray], keep_all: bool = False,
+                  forced: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """One run per leading index of the inputs ([runs, *shape] each); returns the graph outputs
-        ([runs, *shape]), or every tensor when keep_all (to find where two runs diverge)."""
+        ([runs, *shape]), or every tensor when keep_all (to find where two runs diverge). A tensor in `forced` is
+        what later nodes read in place of what its node computed (each layer then sees given inputs: the
+        layerwise error); keep_all returns the computed one."""
         values: dict[str, np.ndarray | None] = {"": None}
+        computed: dict[str, np.ndarray] = {}
+        forced = forced or {}
         for name, info in self.file.inputs.items():
             if name not in inputs:
                 raise EmulatorError(f"no value for graph input '{name}'")
@@ -97,13 +102,17 @@ class Emulator:
             for name, value in zip(node.outputs, outputs):  # ops that grow a tensor check first; this stops the rest
                 if oversized(value.shape[1:]):
                     ctx.fail(f"output '{name}': {oversized(value.shape[1:])}")
-            values.update(zip(node.outputs, outputs))
+            computed.update(zip(node.outputs, outputs))
+            values.update((name, forced.get(name, value)) for name, value in zip(node.outputs, outputs))
+        values.update(computed)
         names = [n for n in values if n and n not in self._parameters] if keep_all else list(self.file.outputs)
         return {name: values[name] for name in names}
 
-    def run(self, inputs: dict[str, np.ndarray], keep_all: bool = False) -> dict[str, np.ndarray]:
+    def run(self, inputs: dict[str, np.ndarray], keep_all: bool = False,
+            forced: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """One run on inputs in the file's shapes."""
-        out = self.run_batch({name: np.asarray(value)[None] for name, value in inputs.items()}, keep_all)
+        out = self.run_batch({name: np.asarray(value)[None] for name, value in inputs.items()}, keep_all,
+                             {name: np.asarray(value)[None] for name, value in (forced or {}).items()})
         return {name: value[0] for name, value in out.items()}
 
     def zeros(self, name: str, runs: int | None = None) -> np.ndarray:
