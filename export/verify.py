@@ -44,9 +44,15 @@ class Check:
     passed: bool
     detail: str
     per_chunk: list[float] = field(default_factory=list)  # worst value over clips and tensors, per chunk
+    warning: bool = False  # passed, but a figure is off its target (e.g. accuracy): WARN, exit code stays 0
+
+    @property
+    def result(self) -> str:
+        return "FAIL" if not self.passed else "WARN" if self.warning else "PASS"
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "passed": self.passed, "detail": self.detail, "per_chunk": self.per_chunk}
+        return {"name": self.name, "passed": self.passed, "result": self.result, "detail": self.detail,
+                "per_chunk": self.per_chunk}
 
 
 # ---------------------------------------------------------------- running the float models
@@ -163,13 +169,13 @@ def check_float_streaming(references: list[list[Outputs]], streamed: list[list[O
     )
 
 
-def check_quantized_streaming(references: list[list[Outputs]], streamed: list[list[Outputs]], bits: int) -> Check:
+def check_quantized_streaming(references: list[list[Outputs]], streamed: list[list[Outputs]], width: str) -> Check:
     worst, differing, where = compare_chunks(references, streamed)
     total = sum(differing)
     return Check(
         "quantized streaming vs offline (host simulation)",
         total == 0,
-        f"{_scope(references)}, {total} differing int{bits} values, max |diff| {max(worst):g} LSB" + (f", {where}" if total else ""),
+        f"{_scope(references)}, {total} differing {width} values, max |diff| {max(worst):g} LSB" + (f", {where}" if total else ""),
         worst,
     )
 
