@@ -18,7 +18,8 @@ import numpy as np
 
 from ..calibration import LabeledClips
 from ..models import clip_decision
-from .emulator import NP_TYPES, Emulator, saturate
+from .emulator import Emulator
+from .emulator.core import saturate
 from .onnx_graph import INPUT_NAME, OUTPUT_NAME
 from .verify import Check
 
@@ -72,32 +73,30 @@ def quantize_input(emulator: Emulator, name: str, values: np.ndarray) -> np.ndar
 
 
 def _espdl_features(clips: np.ndarray) -> np.ndarray:
-    """[clips, n_mels, frames] -> ESP-DL's [clips, frames, n_mels]."""
-    return np.ascontiguousarray(clips.transpose(0, 2, 1))
+    """[clips, n_mels, frames] -> ESP-DL's [clips, 1, frames, n_mels]: one run per clip."""
+    return np.ascontiguousarray(clips.transpose(0, 2, 1)[:, None])
 
 
-def _dequantized_logits(emulator: Emulator, outputs: list[np.ndarray]) -> np.ndarray:
-    """Per-clip ESP-DL outputs [1, frames, classes] -> float [clips, classes, frames]."""
+def _dequantized_logits(emulator: Emulator, output: np.ndarray) -> np.ndarray:
+    """ESP-DL's outputs [clips, 1, frames, classes] -> float [clips, classes, frames]."""
     scale = 2.0 ** emulator.file.outputs[OUTPUT_NAME].exponent
-    return np.concatenate([o.astype(np.float64) * scale for o in outputs]).transpose(0, 2, 1)
+    return (output[:, 0].astype(np.float64) * scale).transpose(0, 2, 1)
 
 
 def emulated_offline(emulator: Emulator, clips: np.ndarray) -> np.ndarray:
-    """Frame logits [clips, classes, frames] of the offline file, every clip from zero state."""
+    """Frame logits [clips, classes, frames] of the offline file, every clip from zero state, all clips at once."""
     x = quantize_input(emulator, INPUT_NAME, _espdl_features(clips))
-    states = {name: emulator.zeros(name) for name in emulator.file.inputs if name != INPUT_NAME}
-    # one run per clip: the emulator runs batch 1
-    return _dequantized_logits(emulator, [emulator.run({INPUT_NAME: clip[None], **states})[OUTPUT_NAME] for clip in x])
+    states = {name: emulator.zeros(name, len(clips)) for name in emulator.file.inputs if name != INPUT_NAME}
+    return _dequantized_logits(emulator, emulator.run_batch({INPUT_NAME: x, **states})[OUTPUT_NAME])
 
 
 def emulated_streaming(emulator: Emulator, clips: np.ndarray, chunk: int) -> np.ndarray:
-    """Frame logits [clips, classes, frames] of the streaming file fed chunk by chunk, state copied back."""
+    """Frame logits [clips, classes, frames] of the streaming file fed chunk by chunk (state copied back), all
+    clips at once."""
     x = quantize_input(emulator, INPUT_NAME, _espdl_features(clips))
-    outputs = []
-    for clip in x:
-        chunks = [clip[None, k : k + chunk] for k in range(0, clip.shape[0], chunk)]
-        outputs.append(np.concatenate([r[OUTPUT_NAME] for r in emulator.stream(chunks)], axis=1))
-    return _dequantized_logits(emulator, outputs)
+    chunks = [{INPUT_NAME: x[:, :, k : k + chunk]} for k in range(0, x.shape[2], chunk)]
+    outputs = emulator.stream_batch(chunks)
+    return _dequantized_logits(emulator, np.concatenate([r[OUTPUT_NAME] for r in outputs], axis=2))
 
 
 @dataclass

@@ -160,24 +160,33 @@ def _features(args, config, frontend: FbankConfig) -> tuple[np.ndarray, np.ndarr
 def check_lines(checks) -> list[str]:
     width = max(len(c.name) for c in checks)
     lines = [f"{'check'.ljust(width)}  result  detail"]
-    return lines + [f"{c.name.ljust(width)}  {'PASS' if c.passed else 'FAIL'}    {c.detail}" for c in checks]
+    return lines + [f"{c.name.ljust(width)}  {c.result}    {c.detail}" for c in checks]
 
 
 def verdict_table(result) -> str:
     r = result.report
     lines = [
-        f"{r['model']['name']} -> {r['config']['target']} int{r['config']['bits']}, chunk {r['config']['chunk']} "
+        f"{r['model']['name']} -> {r['config']['target']} {r['width']} ({r['quantization']}), chunk {r['config']['chunk']} "
         f"frames, offline {r['config']['frames']} frames, quantization SNR {r['quantization_snr_db']['y']:.1f} dB",
         *check_lines(result.checks),
     ]
-    where = result.out_dir if result.passed else f"{result.out_dir} (unchanged; see report.failed.json)"
     if r.get("accuracy"):
         a = r["accuracy"]
-        top = a["top1_percent"]
-        lines.insert(1, f"accuracy on {a['clips']} held-out clips: float {top['float']}%, int{r['config']['bits']} offline "
+        top, (low, high) = a["top1_percent"], a["quantization_cost_interval_95_points"]
+        lines.insert(1, f"accuracy on {a['clips']} held-out clips: float {top['float']}%, {r['width']} offline "
                         f"{top['quantized_offline']}%, streaming {top['quantized_streaming']}% (cost "
-                        f"{a['quantization_cost_points']:+.2f} points, target {a['quantization_target_points']})")
-    lines.append(f"{'ALL PASS' if result.passed else 'FAILED'}: artifacts in {where}, {r['timings_s']['total']:.1f} s")
+                        f"{a['quantization_cost_points']:+.2f} points, 95% CI {low:+.2f} to {high:+.2f}, target "
+                        f"{a['quantization_target_points']})")
+    if r.get("mixed_precision"):
+        lines.insert(1, f"16-bit layers: {', '.join(r['mixed_precision']['int16_layers']) or 'none (int8 meets the target)'}")
+    warnings = sum(c.result == "WARN" for c in result.checks)
+    if result.passed:
+        verdict = "ALL PASS" + (f" ({warnings} WARN: exit code 0, see above)" if warnings else "")
+        lines.append(f"{verdict}: artifacts in {result.out_dir}, {r['timings_s']['total']:.1f} s")
+        lines.append(f"report: {result.out_dir / 'report.html'}")
+    else:
+        lines.append(f"FAILED: artifacts in {result.out_dir} unchanged, {r['timings_s']['total']:.1f} s")
+        lines.append(f"report: {result.out_dir / 'report.failed.html'} (and report.failed.json)")
     return "\n".join(lines)
 
 

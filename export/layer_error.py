@@ -22,6 +22,7 @@ import onnx
 import onnxruntime as ort
 
 from .emulator import Emulator
+from .ppq import to_file_layout
 from .emulator.core import saturate
 from .verify import snr_db
 
@@ -57,10 +58,6 @@ def float_tensors(model: onnx.ModelProto, names: list[str], inputs: list[dict[st
     return [dict(zip(names, session.run(names, feed))) for feed in inputs]
 
 
-def _to_file(value: np.ndarray, perm: list[int]) -> np.ndarray:
-    return np.ascontiguousarray(np.transpose(value, perm))
-
-
 @dataclass
 class LayerErrors:
     rows: list[LayerError]  # one per layer of the file whose output the float model also has
@@ -87,12 +84,12 @@ def per_layer_errors(emulator: Emulator, float_model: onnx.ModelProto, layouts: 
         forced = {}
         for name in shared:
             t = emulator.file.tensor(name)
-            forced[name] = saturate(emulator.rounding.round(_to_file(floats[name], layouts[name]) * np.float32(2.0 ** -t.exponent)), t.dtype)
+            forced[name] = saturate(emulator.rounding.round(to_file_layout(floats[name], layouts[name]) * np.float32(2.0 ** -t.exponent)), t.dtype)
         emulator.reset()
         teacher = emulator.run(ints, keep_all=True, forced=forced)
         for name in shared:
             scale = 2.0 ** emulator.file.tensor(name).exponent
-            signal[name].append(_to_file(floats[name], layouts[name]).astype(np.float64).ravel())
+            signal[name].append(to_file_layout(floats[name], layouts[name]).astype(np.float64).ravel())
             graphwise[name].append(plain[name].astype(np.float64).ravel() * scale)
             layerwise[name].append(teacher[name].astype(np.float64).ravel() * scale)
     expected = {name: np.concatenate(values) for name, values in signal.items()}

@@ -8,8 +8,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import platform
 import resource
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,47 +26,69 @@ from .. import __version__
 from ..calibration import FbankConfig, LabeledClips
 from ..calibration.loaders import check_values
 from ..models import clip_decision, streaming_rules
-from . import integrity, ppq, verify
+from . import accuracy, integrity, ppq, precision, verify
+from .accuracy import ACCURACY_TARGETS
 from .intake import INPUT_NAME, OUTPUT_NAME, Intake, take_model
 from .plan import StreamingPlan, layer_rows, plan_streaming, streaming_twin
 from .artifacts import check_output_dir, staged_output
 from .emulator import Emulator
 from .espdl_file import read_espdl
 from .errors import ExportError, UnstreamableModel
+from .layer_error import LayerErrors, per_layer_errors
+from .report import REPORT_PAGE, ClipTrace, write_page
 from .vectors import ROLE_INPUT, ROLE_OUTPUT, VectorFile, VectorTensor, write_vectors
 
 TARGETS = ("esp32s3", "esp32p4")
-BITS = (8, 16)
+BITS = (8, 16, "mixed")  # mixed: 8 bits, with the layers that need it at 16 (precision.py)
 OFFLINE_FILE, STREAMING_FILE = "model.espdl", "streaming_model.espdl"
 VECTORS_FILE, REPORT_FILE, PPQ_LOG_FILE = "streaming_vectors.bin", "report.json", "esp-ppq.log"
-FAILED_REPORT_FILE = "report.failed.json"
+FAILED_REPORT_FILE, FAILED_REPORT_PAGE = "report.failed.json", "report.failed.html"
 # How far the chip may be from the host's integers: ESP-DL's own model->test() wants int8 exact and
-# int16 within one step (its int16 kernels may round one LSB apart from the simulation).
+# int16 within one step (its int16 kernels may round one LSB apart from the simulation); a graph with
+# 16-bit layers gets the 16-bit tolerance.
 DEVICE_TOLERANCE_LSB = {8: 0, 16: 1}
-# What quantization may cost in accuracy against float (points), and what streaming may cost (nothing).
-ACCURACY_TARGETS = {8: 0.5, 16: 0.1}
-EVAL_BATCH = 120
 
 
 @dataclass(frozen=True)
 class ExportConfig:
     target: str = "esp32s3"
-    bits: int = 8
+    bits: int | str = 8  # 8, 16 or "mixed"
     chunk: int = 8  # frames per streaming step
     frames: int = 96  # offline length, a whole number of chunks
     calib_steps: int = 32
     verify_clips: int = 4
     seed: int = 0
+    # esp-ppq's calibration; the defaults are the ones measured best (README, "What quantization costs")
+    calibration: str = "default"
+    equalization: bool = False
+    bias_correction: bool = False
+    int16_layers: tuple[str, ...] = ()  # with bits "mixed": these layers at 16 bits, instead of searching
+
+    @property
+    def base_bits(self) -> int:
+        return 8 if self.bits == "mixed" else int(self.bits)
+
+    @property
+    def width(self) -> str:
+        return "mixed" if self.bits == "mixed" else f"int{self.bits}"
+
+    def quant_options(self, int16_ops: tuple[str, ...] = ()) -> ppq.QuantOptions:
+        return ppq.QuantOptions(self.calibration, self.equalization, self.bias_correction, int16_ops)
 
     def validate(self) -> None:
         if self.target not in TARGETS:
             raise ExportError(f"target {self.target!r} is not supported: choose one of {', '.join(TARGETS)}")
         if self.bits not in BITS:
-            raise ExportError(f"{self.bits} bits is not supported: choose 8 or 16")
+            raise ExportError(f"{self.bits} bits is not supported: choose 8, 16 or mixed")
         if self.calib_steps < 1 or self.verify_clips < 1:
             raise ExportError("calibration steps and verification clips must be at least 1")
         if self.chunk < 1 or self.frames < 1:
             raise ExportError(f"chunk ({self.chunk}) and offline length ({self.frames}) must be at least 1 frame")
+        if self.calibration not in ("default", *ppq.CALIBRATION_ALGORITHMS):
+            raise ExportError(f"calibration {self.calibration!r} is not supported: choose one of "
+                              f"{', '.join(ppq.CALIBRATION_ALGORITHMS)}")
+        if self.int16_layers and self.bits != "mixed":
+            raise ExportError("16-bit layers are named only with --bits mixed")
 
 
 @dataclass
@@ -123,15 +147,6 @@ def _split_chunks(clips: np.ndarray, chunk: int) -> list[torch.Tensor]:
     return [_tensor(clips[:, :, i : i + chunk]) for i in range(0, clips.shape[-1], chunk)]
 
 
-def to_file_layout(array: np.ndarray, perm: tuple[int, ...]) -> np.ndarray:
-    """A graph tensor in the layout esp-ppq wrote it in (ppq.export_espdl says which)."""
-    return np.ascontiguousarray(array.transpose(perm))
-
-
-def from_file_layout(array: np.ndarray, perm: tuple[int, ...]) -> np.ndarray:
-    return np.ascontiguousarray(array.transpose(np.argsort(perm)))
-
-
 def _file_entry(path: Path, crc32: str | None) -> dict:
     data = path.read_bytes()
     entry = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
@@ -173,7 +188,10 @@ def export_streaming(
         raise ExportError(f"calibration and verification must be [clips, n_mels, {config.frames} frames] arrays")
     check_values(calibration, "calibration clips")
     check_values(verification, "verification clips")
-    progress = Progress(8 + (evaluation is not None), echo)
+    if config.bits == "mixed" and evaluation is None and not config.int16_layers:
+        raise ExportError("--bits mixed chooses its 16-bit layers by their accuracy cost: it needs labelled clips "
+                          "(the shipped models' evaluation set)")
+    progress = Progress(9 + (evaluation is not None) + (config.bits == "mixed"), echo)
     checks: list[verify.Check] = []
     started = time.perf_counter()
     x_name = INPUT_NAME
@@ -207,14 +225,33 @@ def export_streaming(
 
     log = io.StringIO()
     clips = calibration[: config.calib_steps]
-    with progress.stage(f"quantizing for {config.target} int{config.bits} on {len(clips)} calibration clips"):
+    with progress.stage(f"quantizing for {config.target} {config.width} on {len(clips)} calibration clips"):
         calib_inputs = []
         for i, clip in enumerate(clips):  # states: the float model's at the end of the previous clip
             states = run_float(clips[i - 1]) if i and plan.recurrent else {}
             calib_inputs.append({x_name: _tensor(clip[None]), **{
                 state_in: _tensor(states[state_out]) if states else zero_states[state_in]
                 for state_out, state_in in plan.state_pairs}})
-        quantized = ppq.quantize(offline_onnx, calib_inputs, config.target, config.bits, log)
+
+        def quantize(int16_ops: tuple[str, ...] = ()) -> ppq.Quantized:
+            return ppq.quantize(offline_onnx, calib_inputs, config.target, config.base_bits, log,
+                                config.quant_options(int16_ops))
+
+        quantized = quantize()
+        float_decisions = accuracy.float_decisions(evaluation, config.frames, run_float) if evaluation else None
+
+    def layer_errors(q: ppq.Quantized, path: Path, layouts: dict) -> LayerErrors:
+        """The written offline file's per-layer errors on the verification clips."""
+        emulator = Emulator(read_espdl(path), config.target)
+        float_inputs = [{x_name: c[None], **{n: v.numpy() for n, v in zero_states.items()}} for c in verification]
+        file_inputs = [{x_name: accuracy.quantize_input(emulator, x_name, ppq.to_file_layout(c[None], layouts[x_name])),
+                        **{n: emulator.zeros(n) for n in zero_states}} for c in verification]
+        return per_layer_errors(emulator, offline_onnx, layouts, float_inputs, file_inputs)
+
+    mixed = None
+    if config.bits == "mixed":
+        with progress.stage("mixed precision: the fewest layers at 16 bits that meet the accuracy target"):
+            quantized, mixed = _mixed_precision(quantized, quantize, layer_errors, config, evaluation, float_decisions, log)
 
     test_clip = verification[0]
     test_inputs = {x_name: _tensor(test_clip[None]), **zero_states}
@@ -260,31 +297,29 @@ def export_streaming(
             q_references = [verify.chunk_references(run_quantized, c, config.chunk, plan) for c in verification]
             q_streamed = [ppq.simulate_streaming(quantized, plan.sites, _split_chunks(c[None], config.chunk), plan.state_pairs,
                                                  zero_states) for c in verification]
-            checks.append(verify.check_quantized_streaming(q_references, q_streamed, config.bits))
+            checks.append(verify.check_quantized_streaming(q_references, q_streamed, config.width))
             files = {name: read_espdl(staging / name) for name in (OFFLINE_FILE, STREAMING_FILE)}
             checks.append(verify.check_streaming_structure(files[STREAMING_FILE], plan, config.chunk, n_mels, layouts[x_name]))
             checks.append(verify.check_integer_parameters(files))
             checks.append(verify.check_raw_integer_exponents(files))
             if plan.recurrent:
                 checks.append(verify.check_state_contract(files, plan))
-            dequantized = [ppq.dequantized_offline(quantized, {x_name: _tensor(c[None]), **zero_states}) for c in verification]
-            snr = {name: verify.snr_db(np.concatenate([f[name] for f in float_full]), np.concatenate([d[name] for d in dequantized]))
-                   for name in plan.outputs}
 
         with progress.stage("test values and vectors from the written bytes, as ESP-DL computes them"):
             # What the chip will compute is ESP-DL's business, not esp-ppq's: the emulator runs the written files,
             # its offline outputs become the embedded test values and its streaming outputs the per-chunk vectors.
             test_ints = {name: t.values for name, t in files[OFFLINE_FILE].test_inputs.items()}
             emulated = Emulator(files[OFFLINE_FILE], config.target).run(test_ints)
-            esp_ppq_test = {n: to_file_layout(v, layouts[n]) for n, v in run_quantized(test_clip).items()}
+            esp_ppq_test = {n: ppq.to_file_layout(v, layouts[n]) for n, v in run_quantized(test_clip).items()}
             esp_ppq_gap = verify.esp_ppq_gap(esp_ppq_test, emulated)
+            widest = max(quantized.widths.values())
             if not plan.recurrent:  # LSTM/GRU: ESP-DL's gate arithmetic is not esp-ppq's; the gap is reported
-                checks.append(verify.check_esp_ppq_vs_emulator(esp_ppq_gap, config.bits))
+                checks.append(verify.check_esp_ppq_vs_emulator(esp_ppq_gap, widest))
             file_exponents = {name: files[OFFLINE_FILE].outputs[name].exponent for name in emulated}
             # the same offline file again, with ESP-DL's outputs (back in the graph's layout) as its test values;
             # the final check below reads them back
             ppq.export_espdl(quantized, staging / OFFLINE_FILE, log, test_inputs=test_inputs,
-                             test_outputs={n: _tensor(from_file_layout(v, layouts[n]).astype(np.float32)
+                             test_outputs={n: _tensor(ppq.from_file_layout(v, layouts[n]).astype(np.float32)
                                                       * np.float32(2.0 ** file_exponents[n]))
                                            for n, v in emulated.items()},
                              metadata={**metadata, "mode": "offline"})
@@ -296,7 +331,7 @@ def export_streaming(
             exponents = {name: t.exponent for name, t in {**files[OFFLINE_FILE].inputs, **files[OFFLINE_FILE].outputs}.items()}
             vectors = [VectorTensor(x_name, ROLE_INPUT, exponents[x_name], chunks)]
             vectors += [VectorTensor(name, ROLE_OUTPUT, exponents[name], [r[name] for r in streamed]) for name in plan.outputs]
-            tolerance = DEVICE_TOLERANCE_LSB[config.bits]
+            tolerance = DEVICE_TOLERANCE_LSB[widest]
             (staging / VECTORS_FILE).write_bytes(write_vectors(VectorFile(vectors, tolerance, export_id)))
             (staging / PPQ_LOG_FILE).write_text(log.getvalue())
 
@@ -305,11 +340,19 @@ def export_streaming(
                                                    "test values written into model.espdl (read back, re-emulated)"))
             checks.append(verify.emulate_streaming(staging / OFFLINE_FILE, staging / STREAMING_FILE, config.target))
 
-        accuracy = None
+        with progress.stage(f"error per layer on {len(verification)} verification clips, in the emulator"):
+            errors = layer_errors(quantized, staging / OFFLINE_FILE, layouts)
+
+        measured = None
         if evaluation is not None:
-            with progress.stage(f"accuracy on {len(evaluation.labels)} labelled clips: float, quantized, streaming"):
-                accuracy, streaming_check = _accuracy(evaluation, run_float, quantized, plan, config, zero_states)
-                checks.append(streaming_check)
+            with progress.stage(f"accuracy on {len(evaluation.labels)} labelled clips: float, and the written files "
+                                "offline and chunk by chunk"):
+                decisions = accuracy.emulated_decisions(evaluation, config.frames, float_decisions,
+                                                        Emulator(files[OFFLINE_FILE], config.target),
+                                                        Emulator(files[STREAMING_FILE], config.target), config.chunk,
+                                                        layouts)
+                measured = accuracy.accuracy_report(evaluation, decisions, ACCURACY_TARGETS[config.base_bits], config.width)
+                checks.extend(accuracy.accuracy_checks(measured))
 
         with progress.stage("writing the report"):
             report = {
@@ -319,6 +362,8 @@ def export_streaming(
                 "model": {"name": model_name, "source": source.source, "parameters": _parameters(source),
                           "intake": source.notes, **(notes or {})},
                 "config": asdict(config),
+                "width": config.width,
+                "quantization": quantized.options.describe(config.base_bits),
                 "n_mels": n_mels,
                 "total_stride": plan.total_stride,
                 "caches": [asdict(s) for s in plan.sites],
@@ -328,25 +373,40 @@ def export_streaming(
                 "pooling_exported_as_conv": list(plan.pooling_rewrites),
                 "exponents": exponents,
                 "device_tolerance_lsb": tolerance,
-                "quantization_snr_db": snr,
-                "accuracy": accuracy,
+                "quantization_snr_db": {name: errors.graphwise_snr_db[name] for name in plan.outputs},
+                "layer_errors": [row.to_dict() for row in errors.rows],
+                "mixed_precision": mixed,
+                "accuracy": measured,
                 "esp_ppq_vs_esp_dl_lsb": esp_ppq_gap,  # test clip, per output: what esp-ppq's test values would miss
-                "esp_ppq_error_report": "not used: its graphwise error is wrong for LSTMs; SNR above is measured "
-                                        "against the float ONNX model on the verification clips",
+                "esp_ppq_error_report": "not used (wrong for LSTM/GRU, see export/layer_error.py): SNRs here are the "
+                                        "written file in the ESP-DL emulator against the float ONNX model",
                 "checks": [c.to_dict() for c in checks],
                 "passed": all(c.passed for c in checks),
                 "timings_s": {**progress.timings, "total": round(time.perf_counter() - started, 3)},
                 "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "files": {p.name: _file_entry(p, stamps.get(p.name)) for p in sorted(staging.iterdir())},
             }
+            y_name, y_layout = OUTPUT_NAME, layouts[OUTPUT_NAME]
+            trace = ClipTrace(
+                float=float_full[0][y_name][0],
+                offline=ppq.from_file_layout(emulated[y_name], y_layout)[0] * 2.0 ** file_exponents[y_name],
+                streaming=ppq.from_file_layout(np.concatenate([r[y_name] for r in streamed], axis=y_layout.index(2)),
+                                               y_layout)[0] * 2.0 ** file_exponents[y_name],
+                frames_per_chunk=config.chunk // plan.total_stride,
+                seconds_per_frame=plan.total_stride / frontend.frames_per_second,
+                labels=evaluation.classes if evaluation is not None else (),
+            )
+            write_page(report, trace, staging / REPORT_PAGE)
+            report["files"] = {p.name: _file_entry(p, stamps.get(p.name)) for p in sorted(staging.iterdir())}
             report_text = json.dumps(report, indent=2) + "\n"
             stage.install = report["passed"]
             (staging / REPORT_FILE).write_text(report_text)
+            if not report["passed"]:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                (out_dir / FAILED_REPORT_FILE).write_text(report_text)
+                os.replace(staging / REPORT_PAGE, out_dir / FAILED_REPORT_PAGE)
     if report["passed"]:
         (out_dir / FAILED_REPORT_FILE).unlink(missing_ok=True)
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / FAILED_REPORT_FILE).write_text(report_text)
+        (out_dir / FAILED_REPORT_PAGE).unlink(missing_ok=True)
     return ExportResult(report, checks, out_dir)
 
 
@@ -356,43 +416,25 @@ def _parameters(source: Intake) -> int:
     return sum(int(np.prod(t.dims)) for t in source.onnx.graph.initializer)
 
 
-def _accuracy(evaluation: LabeledClips, run_float, quantized, plan, config: ExportConfig, zero_states) -> tuple[dict, verify.Check]:
-    """Top-1 accuracy of the float model, the quantized offline model and the quantized streaming model
-    (host simulation, chunk by chunk over whole clips), and how often their decisions agree."""
-    clips = evaluation.features[..., : config.frames]
-    labels = evaluation.labels
-    float_pred = clip_decision(np.concatenate([run_float(c)[OUTPUT_NAME] for c in clips]))
-    offline_pred, streaming_pred = [], []
-    for start in range(0, len(clips), EVAL_BATCH):
-        batch = clips[start : start + EVAL_BATCH]
-        states = {name: value.expand(-1, len(batch), -1).contiguous() for name, value in zero_states.items()}
-        offline = ppq.simulate_offline(quantized, {INPUT_NAME: _tensor(batch), **states})
-        offline_pred.append(clip_decision(offline[OUTPUT_NAME]))
-        streamed = ppq.simulate_streaming(quantized, plan.sites, _split_chunks(batch, config.chunk), plan.state_pairs, states)
-        streaming_pred.append(clip_decision(np.concatenate([r[OUTPUT_NAME] for r in streamed], axis=-1)))
-    offline_pred, streaming_pred = np.concatenate(offline_pred), np.concatenate(streaming_pred)
-
-    def percent(pred):
-        return round(100 * float((pred == labels).mean()), 2)
-
-    acc = {"float": percent(float_pred), "quantized_offline": percent(offline_pred),
-           "quantized_streaming": percent(streaming_pred)}
-    cost = round(acc["float"] - acc["quantized_offline"], 2)
-    target = ACCURACY_TARGETS[config.bits]
-    report = {
-        "clips": int(len(labels)),
-        "classes": list(evaluation.classes),
-        "top1_percent": acc,
-        "agreement_float_vs_quantized_percent": round(100 * float((float_pred == offline_pred).mean()), 2),
-        "quantization_cost_points": cost,
-        "quantization_target_points": target,
-        "quantization_target_met": cost <= target,
-        "streaming_decisions_differing": int((streaming_pred != offline_pred).sum()),
-    }
-    differing = report["streaming_decisions_differing"]
-    check = verify.Check(
-        "streaming decisions vs offline (labelled clips)", differing == 0,
-        f"{len(labels)} clips: top-1 float {acc['float']}%, int{config.bits} offline {acc['quantized_offline']}%, "
-        f"streaming {acc['quantized_streaming']}% ({differing} decisions differ)",
-    )
-    return report, check
+def _mixed_precision(q8: ppq.Quantized, quantize, layer_errors, config: ExportConfig, evaluation: LabeledClips,
+                     float_decisions: np.ndarray, log) -> tuple[ppq.Quantized, dict]:
+    """The 8-bit graph with the layers that need it at 16 bits: the named ones, or the fewest found by measuring."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / OFFLINE_FILE
+        layouts = ppq.export_espdl(q8, path, log)
+        rows = layer_errors(q8, path, layouts).rows
+    units = {row.layer: ppq.int16_unit(q8, row.layer, row.output) for row in rows}
+    if config.int16_layers:
+        unknown = [name for name in config.int16_layers if name not in units]
+        if unknown:
+            raise ExportError(f"no layer {unknown[0]!r} to raise to 16 bits: the layers are {', '.join(units)}")
+        chosen, trials, method = tuple(config.int16_layers), [], "the layers given (--int16-layers)"
+    else:
+        probe = precision.CostProbe(quantize, units, config.target, evaluation.features[..., : config.frames],
+                                    evaluation.labels, float_decisions, layouts, log)
+        order = [row.layer for row in sorted(rows, key=lambda row: row.layerwise_snr_db)]
+        chosen, trials = precision.search(order, probe, ACCURACY_TARGETS[8])
+        method = precision.METHOD
+    ops = precision.ops_of(units, chosen)
+    return quantize(ops), {"int16_layers": list(chosen), "esp_ppq_ops_at_16_bits": list(ops), "method": method,
+                           "trials": [t.to_dict() for t in trials]}

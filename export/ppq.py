@@ -337,6 +337,15 @@ def export_espdl(
     return layouts
 
 
+def to_file_layout(array: np.ndarray, perm: tuple[int, ...]) -> np.ndarray:
+    """A graph tensor in the layout esp-ppq wrote it in (export_espdl says which)."""
+    return np.ascontiguousarray(array.transpose(perm))
+
+
+def from_file_layout(array: np.ndarray, perm: tuple[int, ...]) -> np.ndarray:
+    return np.ascontiguousarray(array.transpose(np.argsort(perm)))
+
+
 # ---------------------------------------------------------------- host simulation
 _SIM_CACHES: dict[str, np.ndarray] = {}
 

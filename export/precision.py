@@ -19,6 +19,7 @@ import numpy as np
 from . import ppq
 from .accuracy import emulated_offline
 from .emulator import Emulator
+from .espdl_file import read_espdl
 from ..models import clip_decision
 
 
@@ -85,6 +86,6 @@ class CostProbe:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "trial.espdl"
             ppq.export_espdl(q, path, self.log)
-            emulator = Emulator(ppq.read_espdl(path), self.target)
+            emulator = Emulator(read_espdl(path), self.target)
         predicted = clip_decision(emulated_offline(emulator, self.clips))
         return round(100 * (self.float_accuracy - float((predicted == self.labels).mean())), 2)

@@ -58,11 +58,13 @@ def test_default_run_prints_the_verdict_table(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "out")]) == 0
     captured = capsys.readouterr()
     assert "ALL PASS" in captured.out and captured.out.count("PASS") >= 10
-    assert "[1/9]" in captured.err and "[9/9]" in captured.err  # 9 stages: with the accuracy table
+    assert "[1/10]" in captured.err and "[10/10]" in captured.err  # 10 stages: with the accuracy table
     assert "accuracy on 360 held-out clips" in captured.out
+    assert f"report: {tmp_path / 'out' / 'report.html'}" in captured.out
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["config"] == {"target": "esp32s3", "bits": 8, "chunk": 8, "frames": 96, "calib_steps": 32,
-                                "verify_clips": 4, "seed": 0}
+                                "verify_clips": 4, "seed": 0, "calibration": "default", "equalization": False,
+                                "bias_correction": False, "int16_layers": []}
 
 
 def test_verify_passes_on_our_export_and_names_a_shared_cache(tmp_path, features, capsys):

@@ -61,7 +61,7 @@ def test_streaming_equals_offline_every_chunk(features, tmp_path, model, target,
     assert json.loads(streaming.metadata["state_pairs"]) == state_pairs
     assert len(state_pairs) == {"tcn": 0, "lstm": 6, "gru": 3}[model]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "esp-ppq.log", "model.espdl", "report.json", "streaming_model.espdl", "streaming_vectors.bin"]
+        "esp-ppq.log", "model.espdl", "report.html", "report.json", "streaming_model.espdl", "streaming_vectors.bin"]
 
 
 def test_state_contract_refuses_states_that_cannot_be_copied_back(features, tmp_path):
@@ -191,7 +191,7 @@ def test_failed_verification_leaves_previous_artifacts(features, tmp_path, monke
     assert not result.passed
     quantized = next(c for c in result.checks if c.name.startswith("quantized"))
     assert quantized.per_chunk[5] == 1 and sum(quantized.per_chunk) == 1
-    assert sorted(p.name for p in out.iterdir()) == ["model.espdl", "report.failed.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.espdl", "report.failed.html", "report.failed.json"]
     assert (out / "model.espdl").read_bytes() == b"previous"
 
 
