@@ -27,6 +27,7 @@ from .errors import ExportError
 from .espdl_file import EspdlFile
 from .intake import INPUT_LAYOUTS, INPUT_NAME, OUTPUT_NAME, load_model, take_model
 from .plan import check_table, plan_streaming
+from .ppq import CALIBRATION_ALGORITHMS
 from .vectors import VectorFormatError, read_vectors
 
 EXIT_FAILED_CHECK, EXIT_USAGE = 1, 2
@@ -127,7 +128,9 @@ def parser() -> argparse.ArgumentParser:
                             f"factory in a .py file or an importable module returns")
     model.add_argument("--onnx", type=existing_file, metavar="FILE", help="your model as an ONNX file exported elsewhere")
     p.add_argument("--target", choices=TARGETS, default=defaults.target, help="chip (default: %(default)s)")
-    p.add_argument("--bits", type=int, choices=BITS, default=defaults.bits, help="integer width (default: %(default)s)")
+    p.add_argument("--bits", type=_bits, choices=BITS, default=defaults.bits,
+                   help="integer width; mixed: 8 bits with the fewest layers at 16 that meet the accuracy target, found by "
+                        "measuring (default: %(default)s)")
     p.add_argument("--chunk", type=whole_number(1, MAX_CHUNK_FRAMES), default=defaults.chunk, metavar="FRAMES",
                    help="frames per streaming step; a multiple of the model's time stride (default: %(default)s)")
     p.add_argument("--frames", type=whole_number(1, MAX_OFFLINE_FRAMES), default=defaults.frames, metavar="FRAMES",
@@ -138,10 +141,24 @@ def parser() -> argparse.ArgumentParser:
     _model_arguments(p)
     p.add_argument("--calib-steps", type=whole_number(1, MAX_CALIBRATION_CLIPS), default=defaults.calib_steps, metavar="N",
                    help="calibration clips (default: %(default)s)")
+    q = p.add_argument_group("quantization (esp-ppq's settings; the defaults are the ones measured best, README)")
+    q.add_argument("--calibration", choices=("default", *CALIBRATION_ALGORITHMS), default=defaults.calibration,
+                   help="activation calibration: default is esp-ppq's per width (kl at 8 bits, minmax at 16)")
+    q.add_argument("--equalization", action=argparse.BooleanOptionalAction, default=defaults.equalization,
+                   help="layerwise weight equalization (default: %(default)s)")
+    q.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=defaults.bias_correction,
+                   help="correct each convolution's bias for its quantization error (default: %(default)s)")
+    q.add_argument("--int16-layers", type=lambda v: tuple(n for n in v.split(",") if n), default=(), metavar="NAMES",
+                   help="with --bits mixed: these layers (comma-separated, as report.html names them) at 16 bits instead "
+                        "of searching")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: firmware/main/models/<model>/<target>, what `idf.py -DESPDL_MODEL=<model>` builds; your own model's <model> is module.factory, or the ONNX file's name)")
     p.add_argument("--seed", type=whole_number(0, 2**32 - 1), default=defaults.seed, help="seed of weights and synthetic data (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only the verdict table")
     return p
+
+
+def _bits(value: str) -> int | str:
+    return value if value == "mixed" else int(value) if value.isdigit() else value
 
 
 def _features(args, config, frontend: FbankConfig) -> tuple[np.ndarray, np.ndarray, str]:
@@ -482,7 +499,9 @@ def _export(args: argparse.Namespace) -> int:
     from .pipeline import ExportConfig, export_streaming
 
     config = ExportConfig(target=args.target, bits=args.bits, chunk=args.chunk, frames=args.frames,
-                          calib_steps=args.calib_steps, seed=args.seed)
+                          calib_steps=args.calib_steps, seed=args.seed, calibration=args.calibration,
+                          equalization=args.equalization, bias_correction=args.bias_correction,
+                          int16_layers=args.int16_layers)
     model, name, weights = user_or_shipped_model(str(args.onnx) if args.onnx else args.model, args.weights, args.seed)
     out = args.out or Path("firmware/main/models") / name / args.target
     check_output_dir(out)  # before any work: a file in the way, a folder not writable, another export there

@@ -189,8 +189,8 @@ def export_streaming(
     check_values(calibration, "calibration clips")
     check_values(verification, "verification clips")
     if config.bits == "mixed" and evaluation is None and not config.int16_layers:
-        raise ExportError("--bits mixed chooses its 16-bit layers by their accuracy cost: it needs labelled clips "
-                          "(the shipped models' evaluation set)")
+        raise ExportError("--bits mixed chooses its 16-bit layers by measuring accuracy: it needs labelled clips (the "
+                          "shipped trained models have them); or name the layers with --int16-layers")
     progress = Progress(9 + (evaluation is not None) + (config.bits == "mixed"), echo)
     checks: list[verify.Check] = []
     started = time.perf_counter()

@@ -220,7 +220,7 @@ def test_mixed_cost_is_measured_as_the_accuracy_stage_measures_it(features, tmp_
 
 
 def test_mixed_needs_labels_or_named_layers(features, tmp_path):
-    with pytest.raises(ExportError, match="needs labelled clips"):
+    with pytest.raises(ExportError, match="needs labelled clips .* or name the layers with --int16-layers"):
         _export(features, tmp_path, bits="mixed")
     with pytest.raises(ExportError, match="no layer 'nope' to raise to 16 bits"):
         _export(features, tmp_path, bits="mixed", int16_layers=("nope",))
