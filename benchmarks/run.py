@@ -33,7 +33,8 @@ from espdl_stream.models import MODEL_NAMES, build_model
 
 CHUNK, FRAMES, N_MELS, FPS = 8, 96, 40, 100.0
 # Assumed effective int8 MACs per cycle (about half of the SIMD peak) and clocks: an estimate, not a measurement.
-CHIPS = {"esp32s3": {"mhz": 240, "macs_per_cycle": 8}, "esp32p4": {"mhz": 400, "macs_per_cycle": 16}}
+# The clocks are the firmware's (firmware/sdkconfig.defaults.<target>: 240 and 360 MHz).
+CHIPS = {"esp32s3": {"mhz": 240, "macs_per_cycle": 8}, "esp32p4": {"mhz": 360, "macs_per_cycle": 16}}
 
 
 def macs(model: onnx.ModelProto) -> int:
