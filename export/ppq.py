@@ -134,7 +134,6 @@ class QuantOptions:
         parts = [f"{calibration} calibration"]
         parts += ["equalization"] if self.equalization else []
         parts += ["bias correction"] if self.bias_correction else []
-        parts += [f"{len(self.int16_layers)} layers at 16 bits"] if self.int16_layers else []
         return ", ".join(parts)
 
 
@@ -155,24 +154,35 @@ class Quantized:
 
 # Ops that only move values: ESP-DL copies their integers without rescaling, so a width change must happen before them.
 DATA_MOVEMENT_OPS = {"Transpose", "Squeeze", "Unsqueeze", "Reshape", "Flatten"}
+# Ops whose inputs esp-ppq aligns to their output's exponent (ESP-DL adds and joins integers as they are).
+ALIGNING_OPS = {"Add", "Sub", "Concat"}
+ACTIVATION_OPS = {"Relu", "Clip"}
 
 
 def int16_unit(q: Quantized, layer: str, output: str) -> tuple[str, ...]:
-    """The esp-ppq ops to raise so that the file's `layer` (writing `output`) runs at 16 bits: the op itself,
-    the activation esp-ppq fuses into it (the op writing `output`), and the data-movement ops between it and its
-    producer (esp-ppq would otherwise give a Transpose a new exponent, which ESP-DL's Transpose cannot apply)."""
+    """The esp-ppq ops to raise so that the file's `layer` (writing `output`) really computes at 16 bits.
+
+    The op itself and the activation esp-ppq fuses into it (the op writing `output`); the data-movement ops
+    between it and its producer (esp-ppq would otherwise give a Transpose a new exponent, which ESP-DL's
+    Transpose cannot apply); an Add or Concat it feeds, whose exponent esp-ppq gives to its output (alone at
+    16 bits it would keep the 8-bit one, measured); and the activation that reads an Add (it shares its exponent).
+    """
     graph = q.graph
-    ops = [layer]
-    writer = graph.variables[output].source_op if output in graph.variables else None
-    if writer is not None and writer.name != layer:
-        ops.append(writer.name)
     op = graph.operations[layer]
+    writer = graph.variables[output].source_op if output in graph.variables else op
+    ops = [layer, writer.name]
     for var in op.inputs:
         source = var.source_op
         while source is not None and source.type in DATA_MOVEMENT_OPS and len(source.outputs[0].dest_ops) == 1:
             ops.append(source.name)
             source = source.inputs[0].source_op
-    return tuple(ops)
+    aligned = [reader for reader in writer.outputs[0].dest_ops if reader.type in ALIGNING_OPS]
+    for op in ([writer] if writer.type in ALIGNING_OPS else []) + aligned:
+        ops.append(op.name)
+        readers = op.outputs[0].dest_ops
+        if len(readers) == 1 and readers[0].type in ACTIVATION_OPS:
+            ops.append(readers[0].name)
+    return tuple(dict.fromkeys(ops))
 
 
 def platform_for(target: str, bits: int) -> TargetPlatform:
@@ -198,6 +208,10 @@ def quantization_setting(target: str, bits: int, options: QuantOptions, onnx_mod
     setting.bias_correct_setting.interested_layers = [n.name for n in onnx_model.graph.node if n.op_type in BIAS_CORRECTED_OPS]
     for name in options.int16_layers:
         setting.dispatching_table.append(name, platform_for(target, 16))
+        # esp-ppq's 16-bit calibration (minmax, as its espdl_setting does for 16 bits): its kl at 16 bits clips,
+        # e.g. a depthwise conv got exponent -11 (range +-16, saturating at 11 dB) where 8 bits had -2
+        setting.quantize_activation_setting.calib_algorithm_per_layer[name] = "minmax"
+        setting.quantize_parameter_setting.calib_algorithm_per_layer[name] = "minmax"
     return setting
 
 
