@@ -108,8 +108,9 @@ class Decisions:
     streaming: np.ndarray
 
 
-def float_decisions(evaluation: LabeledClips, frames: int, run_float: Callable[[np.ndarray], dict]) -> np.ndarray:
-    return clip_decision(np.concatenate([run_float(c)[OUTPUT_NAME] for c in evaluation.features[..., :frames]]))
+def float_logits(evaluation: LabeledClips, frames: int, run_float: Callable[[np.ndarray], dict]) -> np.ndarray:
+    """The float model's frame logits [clips, classes, frames] (ONNX Runtime)."""
+    return np.concatenate([run_float(c)[OUTPUT_NAME] for c in evaluation.features[..., :frames]])
 
 
 def emulated_decisions(evaluation: LabeledClips, frames: int, float_classes: np.ndarray, offline: Emulator,

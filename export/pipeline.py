@@ -238,7 +238,7 @@ def export_streaming(
                                 config.quant_options(int16_ops))
 
         quantized = quantize()
-        float_decisions = accuracy.float_decisions(evaluation, config.frames, run_float) if evaluation else None
+        float_logits = accuracy.float_logits(evaluation, config.frames, run_float) if evaluation else None
 
     def layer_errors(q: ppq.Quantized, path: Path, layouts: dict) -> LayerErrors:
         """The written offline file's per-layer errors on the verification clips."""
@@ -251,7 +251,7 @@ def export_streaming(
     mixed = None
     if config.bits == "mixed":
         with progress.stage("mixed precision: the fewest layers at 16 bits that meet the accuracy target"):
-            quantized, mixed = _mixed_precision(quantized, quantize, layer_errors, config, evaluation, float_decisions, log)
+            quantized, mixed = _mixed_precision(quantized, quantize, layer_errors, config, evaluation, float_logits, log)
 
     test_clip = verification[0]
     test_inputs = {x_name: _tensor(test_clip[None]), **zero_states}
@@ -347,7 +347,7 @@ def export_streaming(
         if evaluation is not None:
             with progress.stage(f"accuracy on {len(evaluation.labels)} labelled clips: float, and the written files "
                                 "offline and chunk by chunk"):
-                decisions = accuracy.emulated_decisions(evaluation, config.frames, float_decisions,
+                decisions = accuracy.emulated_decisions(evaluation, config.frames, clip_decision(float_logits),
                                                         Emulator(files[OFFLINE_FILE], config.target),
                                                         Emulator(files[STREAMING_FILE], config.target), config.chunk,
                                                         layouts)
@@ -417,7 +417,7 @@ def _parameters(source: Intake) -> int:
 
 
 def _mixed_precision(q8: ppq.Quantized, quantize, layer_errors, config: ExportConfig, evaluation: LabeledClips,
-                     float_decisions: np.ndarray, log) -> tuple[ppq.Quantized, dict]:
+                     float_logits: np.ndarray, log) -> tuple[ppq.Quantized, dict]:
     """The 8-bit graph with the layers that need it at 16 bits: the named ones, or the fewest found by measuring."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / OFFLINE_FILE
@@ -431,7 +431,7 @@ def _mixed_precision(q8: ppq.Quantized, quantize, layer_errors, config: ExportCo
         chosen, trials, method = tuple(config.int16_layers), [], "the layers given (--int16-layers)"
     else:
         probe = precision.CostProbe(quantize, units, config.target, evaluation.features[..., : config.frames],
-                                    evaluation.labels, float_decisions, layouts, log)
+                                    evaluation.labels, float_logits, layouts, log)
         order = [row.layer for row in sorted(rows, key=lambda row: row.layerwise_snr_db)]
         chosen, trials = precision.search(order, probe, ACCURACY_TARGETS[8])
         method = precision.METHOD

@@ -198,8 +198,9 @@ def render(report: dict, trace: ClipTrace | None) -> str:
             "<h2>Mixed precision</h2>",
             f"<p>{e(mixed['method'])}</p><p>Layers at 16 bits: "
             f"{e(', '.join(mixed['int16_layers']) or 'none (int8 meets the target)')}.</p>",
-            _table(["layers at 16 bits", "cost (points)"],
-                   [[e(", ".join(t["layers"]) or "none"), f"{t['cost_points']:+.2f}"] for t in mixed["trials"]]),
+            _table(["layers at 16 bits", "cost (points)", "output SNR dB", "kept"],
+                   [[e(", ".join(t["layers"]) or "none"), f"{t['cost_points']:+.2f}", _snr(t["output_snr_db"]),
+                     "yes" if t["kept"] else "no"] for t in mixed["trials"]]),
         ]
     parts += ["<h2>Stage timings</h2>", f"<img src='data:image/png;base64,{images['timings']}'>"]
     style = ("body{font-family:sans-serif;max-width:62em;margin:2em auto;color:#222}table{border-collapse:collapse;"

@@ -86,15 +86,21 @@ def test_features_are_quantized_as_each_chip_rounds(tmp_path):
 
 
 # ---------------------------------------------------------------- the mixed-precision search
-def test_search_raises_the_fewest_layers_it_finds_and_records_every_trial():
-    helps = {"a": 0.1, "b": 1.0, "c": 0.8, "d": 0.05}
-    cost = lambda layers: round(2.0 - sum(helps[n] for n in layers), 2)  # noqa: E731
-    chosen, trials = precision.search(["a", "b", "c", "d"], cost, 0.5)
-    assert chosen == ("b", "c")  # a was needed on the way, not at the end
-    assert [t.layers for t in trials] == [[], ["a"], ["a", "b"], ["a", "b", "c"], ["a", "c"], ["b", "c"]]
-    assert precision.search(["a"], lambda layers: 0.2, 0.5) == ((), [precision.Trial([], 0.2)])
-    best, _ = precision.search(["a", "b"], lambda layers: {(): 3.0, ("a",): 1.0, ("a", "b"): 2.0}[layers], 0.5)
-    assert best == ("a",)  # out of reach: the best set measured
+def test_search_keeps_the_layers_that_help_until_the_target_is_met():
+    snr_gain = {"a": 0.05, "b": 3.0, "c": -2.0, "d": 2.0, "e": 1.0}  # a does nothing, c hurts
+
+    def measure(layers):
+        snr = 20 + sum(snr_gain[n] for n in layers)
+        return round(2.0 - 0.3 * (snr - 20), 2), snr  # cost falls as the output gets closer to float
+
+    chosen, trials = precision.search(["a", "b", "c", "d", "e"], measure, 0.5)
+    assert chosen == ("b", "d")
+    assert [(t.layers, t.kept) for t in trials] == [
+        ([], True), (["a"], False), (["b"], True), (["b", "c"], False), (["b", "d"], True)]
+    assert trials[-1].cost_points == 0.5  # stopped there: e never tried
+    assert precision.search(["a"], lambda layers: (0.2, 20.0), 0.5) == ((), [precision.Trial([], 0.2, 20.0, True)])
+    # out of reach: every layer that helped
+    assert precision.search(["a", "b", "c"], lambda layers: (3.0, 20 + sum(snr_gain[n] for n in layers)), 0.5)[0] == ("b",)
 
 
 # ---------------------------------------------------------------- per-layer error
@@ -220,8 +226,8 @@ def test_mixed_cost_is_measured_as_the_accuracy_stage_measures_it(features, tmp_
     probe = precision.CostProbe(
         lambda ops: ppq.quantize(proto, calibration, "esp32s3", 8, io.StringIO(), ppq.QuantOptions(int16_layers=ops)),
         {"/head/Conv": ppq.int16_unit(q8, "/head/Conv", "y")}, "esp32s3", evaluation.features, evaluation.labels,
-        accuracy.float_decisions(evaluation, 96, run_float), io.StringIO())
-    assert probe(raised) == result.report["accuracy"]["quantization_cost_points"]
+        accuracy.float_logits(evaluation, 96, run_float), io.StringIO())
+    assert probe(raised)[0] == result.report["accuracy"]["quantization_cost_points"]
 
 
 def test_mixed_needs_labels_or_named_layers(features, tmp_path):
