@@ -55,7 +55,7 @@ def search(order: list[str], measure: Callable[[tuple[str, ...]], tuple[float, f
         if cost <= target:
             break
         trial_cost, trial_snr = measure(chosen + (layer,))
-        keep = trial_snr >= snr + MIN_GAIN_DB
+        keep = bool(trial_snr >= snr + MIN_GAIN_DB)
         trials.append(Trial(list(chosen + (layer,)), trial_cost, trial_snr, keep))
         if keep:
             chosen, cost, snr = chosen + (layer,), trial_cost, trial_snr

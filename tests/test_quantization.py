@@ -91,13 +91,14 @@ def test_search_keeps_the_layers_that_help_until_the_target_is_met():
 
     def measure(layers):
         snr = 20 + sum(snr_gain[n] for n in layers)
-        return round(2.0 - 0.3 * (snr - 20), 2), snr  # cost falls as the output gets closer to float
+        return round(2.0 - 0.3 * (snr - 20), 2), np.float64(snr)  # cost falls as the output gets closer to float
 
     chosen, trials = precision.search(["a", "b", "c", "d", "e"], measure, 0.5)
     assert chosen == ("b", "d")
     assert [(t.layers, t.kept) for t in trials] == [
         ([], True), (["a"], False), (["b"], True), (["b", "c"], False), (["b", "d"], True)]
     assert trials[-1].cost_points == 0.5  # stopped there: e never tried
+    json.dumps([t.to_dict() for t in trials])  # into report.json as it is
     assert precision.search(["a"], lambda layers: (0.2, 20.0), 0.5) == ((), [precision.Trial([], 0.2, 20.0, True)])
     # out of reach: every layer that helped
     assert precision.search(["a", "b", "c"], lambda layers: (3.0, 20 + sum(snr_gain[n] for n in layers)), 0.5)[0] == ("b",)
