@@ -22,6 +22,7 @@ import numpy as np
 from . import ppq
 from .accuracy import emulated_offline
 from .emulator import Emulator
+from .errors import ExportError
 from .espdl_file import read_espdl
 from .verify import snr_db
 from ..models import clip_decision
@@ -35,31 +36,32 @@ MIN_GAIN_DB = 0.1  # a kept layer must raise the output SNR by this much
 @dataclass
 class Trial:
     layers: list[str]  # the file's layers at 16 bits
-    cost_points: float
-    output_snr_db: float
+    cost_points: float | None
+    output_snr_db: float | None
     kept: bool = False
+    refused: str = ""  # why the written file could not run (an esp-ppq export ESP-DL cannot execute)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def search(order: list[str], measure: Callable[[tuple[str, ...]], tuple[float, float]], target: float
+def search(order: list[str], measure: Callable[[tuple[str, ...]], Trial], target: float
            ) -> tuple[tuple[str, ...], list[Trial]]:
-    """Layers (from `order`, worst first) to raise, and every trial made; measure(layers) -> (cost, output SNR).
+    """Layers (from `order`, worst first) to raise, and every trial made; measure(layers) -> its Trial.
 
     If the target is out of reach, every layer that helped is raised."""
-    cost, snr = measure(())
-    trials = [Trial([], cost, snr, kept=True)]
-    chosen: tuple[str, ...] = ()
+    best = measure(())
+    best.kept = True
+    trials = [best]
     for layer in order:
-        if cost <= target:
+        if best.cost_points <= target:
             break
-        trial_cost, trial_snr = measure(chosen + (layer,))
-        keep = bool(trial_snr >= snr + MIN_GAIN_DB)
-        trials.append(Trial(list(chosen + (layer,)), trial_cost, trial_snr, keep))
-        if keep:
-            chosen, cost, snr = chosen + (layer,), trial_cost, trial_snr
-    return chosen, trials
+        trial = measure((*best.layers, layer))
+        trial.kept = bool(not trial.refused and trial.output_snr_db >= best.output_snr_db + MIN_GAIN_DB)
+        trials.append(trial)
+        if trial.kept:
+            best = trial
+    return tuple(best.layers), trials
 
 
 def ops_of(units: dict[str, tuple[str, ...]], layers: tuple[str, ...]) -> tuple[str, ...]:
@@ -79,13 +81,16 @@ class CostProbe:
         self.float_logits = float_logits
         self.float_accuracy = float((clip_decision(float_logits) == labels).mean())
 
-    def __call__(self, layers: tuple[str, ...]) -> tuple[float, float]:
-        """(accuracy cost in points, output SNR in dB) with these layers at 16 bits."""
-        q = self.quantize(ops_of(self.units, layers))
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "trial.espdl"
-            ppq.export_espdl(q, path, self.log)
-            emulator = Emulator(read_espdl(path), self.target)
-        logits = emulated_offline(emulator, self.clips)
+    def __call__(self, layers: tuple[str, ...]) -> Trial:
+        """The accuracy cost (points) and output SNR (dB) with these layers at 16 bits."""
+        try:
+            q = self.quantize(ops_of(self.units, layers))
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "trial.espdl"
+                ppq.export_espdl(q, path, self.log)
+                emulator = Emulator(read_espdl(path), self.target)
+            logits = emulated_offline(emulator, self.clips)
+        except ExportError as e:  # this set of widths makes a file ESP-DL cannot run: a trial that failed
+            return Trial(list(layers), None, None, refused=str(e))
         accuracy = float((clip_decision(logits) == self.labels).mean())
-        return round(100 * (self.float_accuracy - accuracy), 2), snr_db(self.float_logits, logits)
+        return Trial(list(layers), round(100 * (self.float_accuracy - accuracy), 2), float(snr_db(self.float_logits, logits)))

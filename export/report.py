@@ -199,8 +199,9 @@ def render(report: dict, trace: ClipTrace | None) -> str:
             f"<p>{e(mixed['method'])}</p><p>Layers at 16 bits: "
             f"{e(', '.join(mixed['int16_layers']) or 'none (int8 meets the target)')}.</p>",
             _table(["layers at 16 bits", "cost (points)", "output SNR dB", "kept"],
-                   [[e(", ".join(t["layers"]) or "none"), f"{t['cost_points']:+.2f}", _snr(t["output_snr_db"]),
-                     "yes" if t["kept"] else "no"] for t in mixed["trials"]]),
+                   [[e(", ".join(t["layers"]) or "none")] + ([f"{t['cost_points']:+.2f}", _snr(t["output_snr_db"]),
+                     "yes" if t["kept"] else "no"] if not t["refused"] else ["", "", e(f"no: {t['refused']}")])
+                    for t in mixed["trials"]]),
         ]
     parts += ["<h2>Stage timings</h2>", f"<img src='data:image/png;base64,{images['timings']}'>"]
     style = ("body{font-family:sans-serif;max-width:62em;margin:2em auto;color:#222}table{border-collapse:collapse;"
