@@ -11,6 +11,8 @@ The defaults of `export-espdl` were chosen from these figures (README, "What qua
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import platform
 import sys
@@ -40,7 +42,7 @@ VARIANTS = {
 
 
 def run(model: str, target: str, bits: int, options: list[str]) -> dict:
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):  # the row says enough
         code = export_espdl(["--model", model, "--target", target, "--bits", str(bits), "--out", out, "--quiet", *options])
         report = json.loads((Path(out) / ("report.json" if code == 0 else "report.failed.json")).read_text())
     accuracy = report["accuracy"]
