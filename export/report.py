@@ -36,7 +36,7 @@ class ClipTrace:
 
 def _png(figure) -> str:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    figure.savefig(buffer, format="png", dpi=90, metadata={"Software": None})  # laid out once: constrained
     return base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -49,7 +49,7 @@ def _figures(report: dict, trace: ClipTrace | None) -> dict[str, str]:
     images = {}
     rows = report.get("layer_errors") or []
     if rows:
-        fig, ax = plt.subplots(figsize=(8, 0.28 * len(rows) + 1.2))
+        fig, ax = plt.subplots(figsize=(9, 0.28 * len(rows) + 1.6), layout="constrained")
         y = np.arange(len(rows))
         finite = [v for r in rows for v in (r["graphwise_snr_db"], r["layerwise_snr_db"]) if np.isfinite(v)]
         cap = max(finite, default=60.0) + 5
@@ -61,14 +61,14 @@ def _figures(report: dict, trace: ClipTrace | None) -> dict[str, str]:
         ax.set_yticks(y, [f"{r['layer']} ({r['op_type']}, int{r['bits']})" for r in rows], fontsize=7)
         ax.invert_yaxis()
         ax.set_xlabel("SNR against the float model (dB), higher is better")
-        ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.02), ncol=2, frameon=False)
+        fig.legend(fontsize=7, loc="outside upper center", ncol=2, frameon=False)
         ax.grid(axis="x", alpha=0.3)
         images["layers"] = _png(fig)
         plt.close(fig)
     if trace is not None:
         order = np.argsort(-trace.float.mean(axis=1))[:3]  # the channels the float model favours most
         t = (np.arange(trace.float.shape[1]) + 1) * trace.seconds_per_frame
-        fig, ax = plt.subplots(figsize=(8, 3.4))
+        fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
         for k, channel in enumerate(order):
             colour = f"C{k}"
             name = trace.labels[channel] if channel < len(trace.labels) else f"output {channel}"
@@ -81,13 +81,13 @@ def _figures(report: dict, trace: ClipTrace | None) -> dict[str, str]:
         ax.set_xlabel("time (s); grey lines: chunk boundaries")
         ax.set_ylabel("output")
         ax.set_title("The test clip's outputs over time (quantized: the written files in the emulator)")
-        ax.legend(fontsize=6, ncol=3, loc="upper left", bbox_to_anchor=(0, -0.22))
+        fig.legend(fontsize=6, ncol=3, loc="outside lower center")
         images["clip"] = _png(fig)
         plt.close(fig)
     accuracy = report.get("accuracy")
     if accuracy:
         top, intervals = accuracy["top1_percent"], accuracy["top1_interval_95_percent"]
-        fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.8), gridspec_kw={"width_ratios": [3, 2]})
+        fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.8), gridspec_kw={"width_ratios": [3, 2]}, layout="constrained")
         names = ["float", "quantized_offline", "quantized_streaming"]
         values = [top[n] for n in names]
         bounds = [intervals.get(n, intervals["quantized_offline"]) for n in names]
@@ -126,7 +126,7 @@ def _figures(report: dict, trace: ClipTrace | None) -> dict[str, str]:
         images["confusion"] = _png(fig)
         plt.close(fig)
     timings = {k: v for k, v in report["timings_s"].items() if k != "total"}
-    fig, ax = plt.subplots(figsize=(8, 0.3 * len(timings) + 1))
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(timings) + 1), layout="constrained")
     ax.barh(range(len(timings)), list(timings.values()), color="#999999")
     ax.set_yticks(range(len(timings)), list(timings), fontsize=7)
     ax.invert_yaxis()
