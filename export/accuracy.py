@@ -21,7 +21,7 @@ from ..models import clip_decision
 from .emulator import Emulator
 from .emulator.core import saturate
 from .onnx_graph import INPUT_NAME, OUTPUT_NAME
-from .verify import Check
+from .verify import Check, snr_db
 
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 # What quantization may cost in accuracy against float (points), by the graph's narrowest width.
@@ -101,11 +101,13 @@ def emulated_streaming(emulator: Emulator, clips: np.ndarray, chunk: int) -> np.
 
 @dataclass
 class Decisions:
-    """Each clip's class: the float model's, the offline file's and the streaming file's."""
+    """Each clip's class: the float model's, the offline file's and the streaming file's; and how close the offline
+    file's frame logits are to the float model's over all the clips (SNR, dB)."""
 
     float: np.ndarray
     offline: np.ndarray
     streaming: np.ndarray
+    output_snr_db: float
 
 
 def float_logits(evaluation: LabeledClips, frames: int, run_float: Callable[[np.ndarray], dict]) -> np.ndarray:
@@ -113,11 +115,12 @@ def float_logits(evaluation: LabeledClips, frames: int, run_float: Callable[[np.
     return np.concatenate([run_float(c)[OUTPUT_NAME] for c in evaluation.features[..., :frames]])
 
 
-def emulated_decisions(evaluation: LabeledClips, frames: int, float_classes: np.ndarray, offline: Emulator,
+def emulated_decisions(evaluation: LabeledClips, frames: int, float_logits: np.ndarray, offline: Emulator,
                        streaming: Emulator, chunk: int) -> Decisions:
     clips = evaluation.features[..., :frames]
-    return Decisions(float_classes, clip_decision(emulated_offline(offline, clips)),
-                     clip_decision(emulated_streaming(streaming, clips, chunk)))
+    offline_logits = emulated_offline(offline, clips)
+    return Decisions(clip_decision(float_logits), clip_decision(offline_logits),
+                     clip_decision(emulated_streaming(streaming, clips, chunk)), float(snr_db(float_logits, offline_logits)))
 
 
 # ---------------------------------------------------------------- the figures and the verdict
@@ -145,6 +148,7 @@ def accuracy_report(evaluation: LabeledClips, decisions: Decisions, target_point
         "float_right_quantized_wrong": int((correct["float"] & ~correct["offline"]).sum()),
         "float_wrong_quantized_right": int((~correct["float"] & correct["offline"]).sum()),
         "agreement_float_vs_quantized_percent": _percent((decisions.float == decisions.offline).mean()),
+        "output_snr_db": decisions.output_snr_db,  # the offline file's frame logits against float, all these clips
         "quantization_target_points": target_points,
         "quantization_target_met": cost <= target_points,
         "streaming_decisions_differing": int((decisions.streaming != decisions.offline).sum()),

@@ -25,7 +25,7 @@ import torch
 from .. import __version__
 from ..calibration import FbankConfig, LabeledClips
 from ..calibration.loaders import check_values
-from ..models import clip_decision, streaming_rules
+from ..models import streaming_rules
 from . import accuracy, integrity, ppq, precision, verify
 from .accuracy import ACCURACY_TARGETS
 from .intake import INPUT_NAME, OUTPUT_NAME, Intake, take_model
@@ -347,7 +347,7 @@ def export_streaming(
         if evaluation is not None:
             with progress.stage(f"accuracy on {len(evaluation.labels)} labelled clips: float, and the written files "
                                 "offline and chunk by chunk"):
-                decisions = accuracy.emulated_decisions(evaluation, config.frames, clip_decision(float_logits),
+                decisions = accuracy.emulated_decisions(evaluation, config.frames, float_logits,
                                                         Emulator(files[OFFLINE_FILE], config.target),
                                                         Emulator(files[STREAMING_FILE], config.target), config.chunk,
                                                         layouts)

@@ -54,7 +54,7 @@ def test_paired_interval_uses_the_pairing():
 def _report(float_right, quant_right, width="int8", target=0.5):
     labels = np.zeros(len(float_right), int)
     evaluation = LabeledClips(np.zeros((len(labels), 1, 1), np.float32), labels, ("a", "b"))
-    decisions = accuracy.Decisions(np.where(float_right, 0, 1), np.where(quant_right, 0, 1), np.where(quant_right, 0, 1))
+    decisions = accuracy.Decisions(np.where(float_right, 0, 1), np.where(quant_right, 0, 1), np.where(quant_right, 0, 1), 20.0)
     return accuracy.accuracy_report(evaluation, decisions, target, width)
 
 
