@@ -187,7 +187,8 @@ def platform_for(target: str, bits: int) -> TargetPlatform:
     return get_target_platform(target, bits, debug=(bits == 16))
 
 
-# esp-ppq's bias correction fails on LSTM/GRU (their forward returns None for a missing output): convolutions only.
+# esp-ppq's bias correction fails on LSTM/GRU (their forward returns None for a missing output), on them and in any
+# block of ops that holds one: convolutions only, one per block (block size 1, as its own docs recommend).
 BIAS_CORRECTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
@@ -203,6 +204,7 @@ def quantization_setting(target: str, bits: int, options: QuantOptions, onnx_mod
     setting.equalization = options.equalization
     setting.bias_correct = options.bias_correction
     setting.bias_correct_setting.interested_layers = [n.name for n in onnx_model.graph.node if n.op_type in BIAS_CORRECTED_OPS]
+    setting.bias_correct_setting.block_size = 1
     for name in options.int16_layers:
         setting.dispatching_table.append(name, platform_for(target, 16))
         # esp-ppq's 16-bit calibration (minmax, as its espdl_setting does for 16 bits): its kl at 16 bits clips,
@@ -221,22 +223,26 @@ def quantize(onnx_model: onnx.ModelProto, calibration: list[dict[str, torch.Tens
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = os.path.join(tmp, "model.onnx")  # espdl_quantize_onnx overwrites it: a private copy
         onnx.save(onnx_model, onnx_path)
-        with captured_ppq_log(log) as errors:
-            graph = espdl_quantize_onnx(
-                onnx_import_file=onnx_path,
-                espdl_export_file=os.path.join(tmp, "unused.espdl"),
-                calib_dataloader=batches,
-                calib_steps=len(batches),
-                input_shape=[list(t.shape) for t in batches[0]],
-                inputs=batches[0],
-                target=target,
-                num_of_bits=bits,
-                debug=(bits == 16),
-                setting=setting,
-                skip_export=True,
-                error_report=False,  # its graphwise error is wrong for LSTMs; the pipeline measures its own
-                device="cpu",
-            )
+        try:
+            with captured_ppq_log(log) as errors:
+                graph = espdl_quantize_onnx(
+                    onnx_import_file=onnx_path,
+                    espdl_export_file=os.path.join(tmp, "unused.espdl"),
+                    calib_dataloader=batches,
+                    calib_steps=len(batches),
+                    input_shape=[list(t.shape) for t in batches[0]],
+                    inputs=batches[0],
+                    target=target,
+                    num_of_bits=bits,
+                    debug=(bits == 16),
+                    setting=setting,
+                    skip_export=True,
+                    error_report=False,  # its graphwise error is wrong for LSTMs; the pipeline measures its own
+                    device="cpu",
+                )
+        except Exception as e:  # esp-ppq raises bare TypeErrors and asserts from deep inside its passes
+            raise ExportError(f"esp-ppq failed to quantize ({options.describe(bits)}): "
+                              f"{type(e).__name__}: {e}") from e
     if errors:
         raise ExportError(f"esp-ppq reported an error while quantizing: {errors[0]}")
     unknown = sorted(set(options.int16_layers) - set(graph.operations))

@@ -262,13 +262,23 @@ def test_options_reach_esp_ppqs_setting():
 def test_bias_correction_runs_on_a_recurrent_model():
     from espdl_stream.calibration import calibration_clips
 
-    proto, _, calibration = _calibration("gru", calibration_clips()[:8])
+    proto, _, calibration = _calibration("lstm", calibration_clips()[:8])  # fails in esp-ppq without the guard
     plain = ppq.quantize(proto, calibration, "esp32s3", 8, io.StringIO())
     corrected = ppq.quantize(proto, calibration, "esp32s3", 8, io.StringIO(), ppq.QuantOptions(bias_correction=True))
     bias = "model.frontend.0.conv.bias"
     assert not torch.equal(plain.graph.variables[bias].value, corrected.graph.variables[bias].value)
     options = ppq.QuantOptions("percentile", equalization=True, bias_correction=True)
     assert options.describe(8) == "percentile calibration, equalization, bias correction"
+
+
+def test_an_esp_ppq_failure_while_quantizing_is_one_line(monkeypatch):
+    def crash(**kwargs):
+        raise TypeError("Unexpected Type of value")
+
+    monkeypatch.setattr(ppq, "espdl_quantize_onnx", crash)
+    proto, _, calibration = _calibration("tcn", np.zeros((1, 40, 96), np.float32))
+    with pytest.raises(ExportError, match=r"esp-ppq failed to quantize \(kl calibration\): TypeError: Unexpected"):
+        ppq.quantize(proto, calibration, "esp32s3", 8, io.StringIO())
 
 
 # ---------------------------------------------------------------- the page
