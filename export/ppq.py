@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import math
 import os
@@ -393,6 +394,7 @@ def _float_until_quantized(op_type: str):
     attribute 'config'): until then the float forward runs, as it does for every other op."""
     quantized_forward = ESPDL_QUANT_BACKEND_TABLE[op_type]
 
+    @functools.wraps(quantized_forward)
     def forward(op, values, ctx=None, **kwargs):
         handler = quantized_forward if isinstance(op, QuantableOperation) else DEFAULT_BACKEND_TABLE[op_type]
         return handler(op, values, ctx, **kwargs)
