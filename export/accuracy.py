@@ -20,7 +20,8 @@ from ..calibration import LabeledClips
 from ..models import clip_decision
 from .emulator import Emulator
 from .emulator.core import saturate
-from .onnx_graph import INPUT_NAME, OUTPUT_NAME
+from .intake import INPUT_NAME, OUTPUT_NAME
+from .ppq import from_file_layout, to_file_layout
 from .verify import Check, snr_db
 
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
@@ -72,31 +73,35 @@ def quantize_input(emulator: Emulator, name: str, values: np.ndarray) -> np.ndar
     return saturate(emulator.rounding.round(scaled), tensor.dtype)
 
 
-def _espdl_features(clips: np.ndarray) -> np.ndarray:
-    """[clips, n_mels, frames] -> ESP-DL's [clips, 1, frames, n_mels]: one run per clip."""
-    return np.ascontiguousarray(clips.transpose(0, 2, 1)[:, None])
+def _runs(perm: tuple[int, ...]) -> tuple[int, ...]:
+    """A file layout for a stack of runs: the runs axis first, then the tensor's own."""
+    return (0, *(axis + 1 for axis in perm))
 
 
-def _dequantized_logits(emulator: Emulator, output: np.ndarray) -> np.ndarray:
-    """ESP-DL's outputs [clips, 1, frames, classes] -> float [clips, classes, frames]."""
+def _dequantized_logits(emulator: Emulator, output: np.ndarray, perm: tuple[int, ...]) -> np.ndarray:
+    """ESP-DL's outputs, one run per clip, -> float [clips, classes, frames] (the graph's [1, classes, frames] each)."""
     scale = 2.0 ** emulator.file.outputs[OUTPUT_NAME].exponent
-    return (output[:, 0].astype(np.float64) * scale).transpose(0, 2, 1)
+    return from_file_layout(output, _runs(perm))[:, 0].astype(np.float64) * scale
 
 
-def emulated_offline(emulator: Emulator, clips: np.ndarray) -> np.ndarray:
-    """Frame logits [clips, classes, frames] of the offline file, every clip from zero state, all clips at once."""
-    x = quantize_input(emulator, INPUT_NAME, _espdl_features(clips))
+def emulated_offline(emulator: Emulator, clips: np.ndarray, layouts: dict[str, tuple[int, ...]]) -> np.ndarray:
+    """Frame logits [clips, classes, frames] of the offline file, every clip from zero state, all clips at once.
+
+    layouts: how the file lays out x and y (ppq.export_espdl's answer)."""
+    x = quantize_input(emulator, INPUT_NAME, to_file_layout(clips[:, None], _runs(layouts[INPUT_NAME])))
     states = {name: emulator.zeros(name, len(clips)) for name in emulator.file.inputs if name != INPUT_NAME}
-    return _dequantized_logits(emulator, emulator.run_batch({INPUT_NAME: x, **states})[OUTPUT_NAME])
+    return _dequantized_logits(emulator, emulator.run_batch({INPUT_NAME: x, **states})[OUTPUT_NAME], layouts[OUTPUT_NAME])
 
 
-def emulated_streaming(emulator: Emulator, clips: np.ndarray, chunk: int) -> np.ndarray:
+def emulated_streaming(emulator: Emulator, clips: np.ndarray, chunk: int, layouts: dict[str, tuple[int, ...]]) -> np.ndarray:
     """Frame logits [clips, classes, frames] of the streaming file fed chunk by chunk (state copied back), all
     clips at once."""
-    x = quantize_input(emulator, INPUT_NAME, _espdl_features(clips))
-    chunks = [{INPUT_NAME: x[:, :, k : k + chunk]} for k in range(0, x.shape[2], chunk)]
+    x = quantize_input(emulator, INPUT_NAME, to_file_layout(clips[:, None], _runs(layouts[INPUT_NAME])))
+    frames = layouts[INPUT_NAME].index(2) + 1  # the graph's frame axis, in the file, after the runs axis
+    chunks = [{INPUT_NAME: np.take(x, range(k, k + chunk), axis=frames)} for k in range(0, x.shape[frames], chunk)]
     outputs = emulator.stream_batch(chunks)
-    return _dequantized_logits(emulator, np.concatenate([r[OUTPUT_NAME] for r in outputs], axis=2))
+    y = np.concatenate([r[OUTPUT_NAME] for r in outputs], axis=layouts[OUTPUT_NAME].index(2) + 1)
+    return _dequantized_logits(emulator, y, layouts[OUTPUT_NAME])
 
 
 @dataclass
@@ -116,11 +121,12 @@ def float_logits(evaluation: LabeledClips, frames: int, run_float: Callable[[np.
 
 
 def emulated_decisions(evaluation: LabeledClips, frames: int, float_logits: np.ndarray, offline: Emulator,
-                       streaming: Emulator, chunk: int) -> Decisions:
+                       streaming: Emulator, chunk: int, layouts: dict[str, tuple[int, ...]]) -> Decisions:
     clips = evaluation.features[..., :frames]
-    offline_logits = emulated_offline(offline, clips)
+    offline_logits = emulated_offline(offline, clips, layouts)
     return Decisions(clip_decision(float_logits), clip_decision(offline_logits),
-                     clip_decision(emulated_streaming(streaming, clips, chunk)), float(snr_db(float_logits, offline_logits)))
+                     clip_decision(emulated_streaming(streaming, clips, chunk, layouts)),
+                     float(snr_db(float_logits, offline_logits)))
 
 
 # ---------------------------------------------------------------- the figures and the verdict

@@ -27,7 +27,6 @@ from .errors import ExportError
 from .espdl_file import EspdlFile
 from .intake import INPUT_LAYOUTS, INPUT_NAME, OUTPUT_NAME, load_model, take_model
 from .plan import check_table, plan_streaming
-from .ppq import CALIBRATION_ALGORITHMS
 from .vectors import VectorFormatError, read_vectors
 
 EXIT_FAILED_CHECK, EXIT_USAGE = 1, 2
@@ -111,6 +110,7 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
 
 def parser() -> argparse.ArgumentParser:
     from .pipeline import BITS, TARGETS, ExportConfig
+    from .ppq import CALIBRATION_ALGORITHMS
 
     defaults = ExportConfig()
     p = _Parser(

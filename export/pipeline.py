@@ -431,7 +431,7 @@ def _mixed_precision(q8: ppq.Quantized, quantize, layer_errors, config: ExportCo
         chosen, trials, method = tuple(config.int16_layers), [], "the layers given (--int16-layers)"
     else:
         probe = precision.CostProbe(quantize, units, config.target, evaluation.features[..., : config.frames],
-                                    evaluation.labels, float_logits, layouts, log)
+                                    evaluation.labels, float_logits, log)
         order = [row.layer for row in sorted(rows, key=lambda row: row.layerwise_snr_db)]
         chosen, trials = precision.search(order, probe, ACCURACY_TARGETS[8])
         method = precision.METHOD

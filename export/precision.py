@@ -87,9 +87,9 @@ class CostProbe:
             q = self.quantize(ops_of(self.units, layers))
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "trial.espdl"
-                ppq.export_espdl(q, path, self.log)
+                layouts = ppq.export_espdl(q, path, self.log)
                 emulator = Emulator(read_espdl(path), self.target)
-            logits = emulated_offline(emulator, self.clips)
+            logits = emulated_offline(emulator, self.clips, layouts)
         except ExportError as e:  # this set of widths makes a file ESP-DL cannot run: a trial that failed
             return Trial(list(layers), None, None, refused=str(e))
         accuracy = float((clip_decision(logits) == self.labels).mean())

@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from espdl_stream.calibration import LabeledClips
-from espdl_stream.export import accuracy, onnx_graph, ppq, precision, verify
+from espdl_stream.export import accuracy, ppq, precision, verify
 from espdl_stream.export.emulator import Emulator
 from espdl_stream.export.errors import ExportError
+from espdl_stream.export.intake import model_to_onnx
+from espdl_stream.export.plan import find_cache_sites
 from espdl_stream.export.espdl_file import read_espdl
 from espdl_stream.export.layer_error import float_tensors, per_layer_errors
 from espdl_stream.export.pipeline import ExportConfig, export_streaming
@@ -73,7 +75,7 @@ def test_confusion_matrix_counts_true_by_predicted():
 
 
 def test_features_are_quantized_as_each_chip_rounds(tmp_path):
-    proto = onnx_graph.model_to_onnx(build_model("tcn"), 40, 96)
+    proto = model_to_onnx(build_model("tcn"), 40, 96)
     calibration = [{"x": torch.from_numpy(np.random.default_rng(k).normal(size=(1, 40, 96)).astype(np.float32))}
                    for k in range(8)]
     q = ppq.quantize(proto, calibration, "esp32s3", 8, io.StringIO())
@@ -109,7 +111,7 @@ def test_search_keeps_the_layers_that_help_until_the_target_is_met():
 
 # ---------------------------------------------------------------- per-layer error
 def _calibration(model_name, clips):
-    proto = onnx_graph.model_to_onnx(build_model(model_name), 40, 96)
+    proto = model_to_onnx(build_model(model_name), 40, 96)
     zeros = {i.name: torch.zeros([d.dim_value for d in i.type.tensor_type.shape.dim]) for i in proto.graph.input if i.name != "x"}
     return proto, zeros, [{"x": torch.from_numpy(c[None]), **zeros} for c in clips]
 
@@ -227,7 +229,7 @@ def test_mixed_cost_is_measured_as_the_accuracy_stage_measures_it(features, tmp_
     result = _export(features, tmp_path, evaluation=evaluation, bits="mixed", int16_layers=raised)
     proto, _, calibration = _calibration("tcn", features[:8])
     q8 = ppq.quantize(proto, calibration, "esp32s3", 8, io.StringIO())
-    run_float = verify.onnx_offline_runner(proto, onnx_graph.find_cache_sites(proto))
+    run_float = verify.onnx_offline_runner(proto, find_cache_sites(proto))
     probe = precision.CostProbe(
         lambda ops: ppq.quantize(proto, calibration, "esp32s3", 8, io.StringIO(), ppq.QuantOptions(int16_layers=ops)),
         {"/head/Conv": ppq.int16_unit(q8, "/head/Conv", "y")}, "esp32s3", evaluation.features, evaluation.labels,
@@ -246,7 +248,7 @@ def test_mixed_needs_labels_or_named_layers(features, tmp_path):
 
 # ---------------------------------------------------------------- esp-ppq's options
 def test_options_reach_esp_ppqs_setting():
-    proto = onnx_graph.model_to_onnx(build_model("lstm"), 40, 96)
+    proto = model_to_onnx(build_model("lstm"), 40, 96)
     setting = ppq.quantization_setting("esp32s3", 8, ppq.QuantOptions("mse", True, True, ("/head/Conv",)), proto)
     assert setting.quantize_activation_setting.calib_algorithm == "mse"
     assert setting.equalization and setting.bias_correct
