@@ -64,38 +64,36 @@ class LayerErrors:
     graphwise_snr_db: dict[str, float]  # every tensor both have (graph outputs and states included)
 
 
-def per_layer_errors(emulator: Emulator, float_model: onnx.ModelProto, layouts: dict[str, list[int]],
+def per_layer_errors(emulator: Emulator, float_model: onnx.ModelProto, layouts: dict[str, tuple[int, ...]],
                      float_inputs: list[dict[str, np.ndarray]], file_inputs: list[dict[str, np.ndarray]]) -> LayerErrors:
     """Graphwise and layerwise SNR of every layer of the file whose output the float model also has.
 
     layouts: how the file lays out each tensor (ppq.export_espdl's answer); float_inputs: the float model's graph
-    inputs per clip; file_inputs: the same clips as the file's integer inputs.
+    inputs per clip; file_inputs: the same clips as the file's integer inputs. A tensor is compared only where
+    the float one, laid out as the file lays it, has the shape the file computes.
     """
     graph_names = {v for node in float_model.graph.node for v in node.output} | {o.name for o in float_model.graph.output}
     shared = [name for node in emulator.file.nodes for name in node.outputs
               if name in graph_names and name in layouts and name in emulator.file.value_infos | emulator.file.outputs]
     reference = float_tensors(float_model, shared, float_inputs)
-    signal = {name: [] for name in shared}
-    graphwise = {name: [] for name in shared}
-    layerwise = {name: [] for name in shared}
-    for floats, ints in zip(reference, file_inputs):
-        emulator.reset()
-        plain = emulator.run(ints, keep_all=True)
-        forced = {}
-        for name in shared:
-            t = emulator.file.tensor(name)
-            forced[name] = saturate(emulator.rounding.round(to_file_layout(floats[name], layouts[name]) * np.float32(2.0 ** -t.exponent)), t.dtype)
-        emulator.reset()
-        teacher = emulator.run(ints, keep_all=True, forced=forced)
-        for name in shared:
-            scale = 2.0 ** emulator.file.tensor(name).exponent
-            signal[name].append(to_file_layout(floats[name], layouts[name]).astype(np.float64).ravel())
-            graphwise[name].append(plain[name].astype(np.float64).ravel() * scale)
-            layerwise[name].append(teacher[name].astype(np.float64).ravel() * scale)
-    expected = {name: np.concatenate(values) for name, values in signal.items()}
-    graph_snr = {name: snr_db(expected[name], np.concatenate(graphwise[name])) for name in shared}
+    shared = [name for name in shared if all(len(layouts[name]) == r[name].ndim for r in reference)]
+    floats = {name: np.stack([to_file_layout(r[name], layouts[name]) for r in reference]).astype(np.float64) for name in shared}
+    runs = {name: np.stack([f[name] for f in file_inputs]) for name in file_inputs[0]}
+    emulator.reset()
+    plain = emulator.run_batch(runs, keep_all=True)
+    shared = [name for name in shared if floats[name].shape == plain[name].shape]
+    exponents = {name: emulator.file.tensor(name).exponent for name in shared}
+    forced = {name: saturate(emulator.rounding.round((floats[name] * 2.0 ** -exponents[name]).astype(np.float32)),
+                             emulator.file.tensor(name).dtype) for name in shared}
+    emulator.reset()
+    teacher = emulator.run_batch(runs, keep_all=True, forced=forced)
+
+    def snr(name: str, computed: np.ndarray) -> float:
+        return snr_db(floats[name].ravel(), computed.astype(np.float64).ravel() * 2.0 ** exponents[name])
+
+    graph_snr = {name: snr(name, plain[name]) for name in shared}
     rows = [LayerError(node.name, node.op_type, node.outputs[0], WIDTHS.get(emulator.file.tensor(node.outputs[0]).dtype, 0),
-                       graph_snr[node.outputs[0]], snr_db(expected[node.outputs[0]], np.concatenate(layerwise[node.outputs[0]])))
+                       graph_snr[node.outputs[0]], snr(node.outputs[0], teacher[node.outputs[0]]))
             for node in emulator.file.nodes
-            if node.op_type not in NOT_LAYERS and node.outputs and node.outputs[0] in signal]
+            if node.op_type not in NOT_LAYERS and node.outputs and node.outputs[0] in graph_snr]
     return LayerErrors(rows, graph_snr)

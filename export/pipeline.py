@@ -385,14 +385,19 @@ def export_streaming(
                 "timings_s": {**progress.timings, "total": round(time.perf_counter() - started, 3)},
                 "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             }
-            y_name, y_layout = OUTPUT_NAME, layouts[OUTPUT_NAME]
+            shown = plan.frame_outputs[0]  # the test clip's first per-frame output, [channels, frames]
+            layout, scale = layouts[shown.name], 2.0 ** file_exponents[shown.name]
+
+            def over_time(graph_value: np.ndarray) -> np.ndarray:
+                return np.moveaxis(graph_value, shown.time_axis, -1).reshape(-1, graph_value.shape[shown.time_axis])
+
             trace = ClipTrace(
-                float=float_full[0][y_name][0],
-                offline=ppq.from_file_layout(emulated[y_name], y_layout)[0] * 2.0 ** file_exponents[y_name],
-                streaming=ppq.from_file_layout(np.concatenate([r[y_name] for r in streamed], axis=y_layout.index(2)),
-                                               y_layout)[0] * 2.0 ** file_exponents[y_name],
-                frames_per_chunk=config.chunk // plan.total_stride,
-                seconds_per_frame=plan.total_stride / frontend.frames_per_second,
+                float=over_time(float_full[0][shown.name]),
+                offline=over_time(ppq.from_file_layout(emulated[shown.name], layout) * scale),
+                streaming=over_time(ppq.from_file_layout(np.concatenate(
+                    [r[shown.name] for r in streamed], axis=layout.index(shown.time_axis)), layout) * scale),
+                frames_per_chunk=config.chunk // shown.stride,
+                seconds_per_frame=shown.stride / frontend.frames_per_second,
                 labels=evaluation.classes if evaluation is not None else (),
             )
             write_page(report, trace, staging / REPORT_PAGE)

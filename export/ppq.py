@@ -308,8 +308,9 @@ def export_espdl(
     """Write one .espdl from the shared quantized graph (esp-ppq's exporter works on its own copy).
 
     test_outputs, in the graph's layout, replace the outputs esp-ppq would simulate for `test_inputs`.
-    Returns the layout esp-ppq gave each tensor: the permutation from the graph's axes to the file's (a conv's
-    [1, C, T] is [1, T, C] in the file; other tensors may stay as they are).
+    Returns the layout esp-ppq gave each graph input and output and every tensor it recorded one for: the
+    permutation from the graph's axes to the file's (a conv's [1, C, T] is [1, T, C] in the file; other tensors
+    may stay as they are).
 
     Streaming: a custom pass places every planned cache and removes its consumer's time padding.
     esp-ppq's auto_streaming is not used: it shares one cache among a variable's consumers, logs an error
@@ -325,9 +326,11 @@ def export_espdl(
 
     def record_layouts(g: BaseGraph) -> None:  # a streaming pass runs after esp-ppq's layout pass
         info = ExporterPatternInfo()
-        for name, var in g.variables.items():
-            if not var.is_parameter and (info.get_var_permute(name) or var.shape is not None):
-                layouts[name] = tuple(info.get_var_permute(name) or range(len(var.shape)))
+        for name in [*g.inputs, *g.outputs]:
+            layouts[name] = tuple(info.get_var_permute(name) or range(len(g.variables[name].shape)))
+        for name, var in g.variables.items():  # inside the graph, only what esp-ppq recorded (a guess can be wrong)
+            if not var.is_parameter and info.get_var_permute(name):
+                layouts.setdefault(name, tuple(info.get_var_permute(name)))
 
     options = {"streaming_custom_passes": [record_layouts]}
     if streaming is not None:

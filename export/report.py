@@ -24,7 +24,8 @@ RESULT_COLOURS = {"PASS": "#228833", "WARN": "#cc7700", "FAIL": "#cc3311"}
 
 @dataclass
 class ClipTrace:
-    """The test clip's outputs over time, [channels, frames] each, dequantized."""
+    """The test clip's outputs over time, [channels, frames] each (every other axis folded into channels),
+    dequantized."""
 
     float: np.ndarray
     offline: np.ndarray
