@@ -22,3 +22,4 @@ def features() -> np.ndarray:
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
+    torch.set_num_threads(1)  # models/train.py sets 2 for the rest of the process: every later esp-ppq run slowed 5-16x
