@@ -49,6 +49,8 @@ def run(model: str, target: str, bits: int, options: list[str]) -> dict:
     return {
         "model": model, "target": target, "bits": bits, "options": options, "passed": report["passed"],
         "clips": accuracy["clips"],
+        "float_percent": accuracy["top1_percent"]["float"],
+        "quantized_percent": accuracy["top1_percent"]["quantized_offline"],
         "cost_points": accuracy["quantization_cost_points"],
         "cost_interval_95": accuracy["quantization_cost_interval_95_points"],
         "decisions_changed": accuracy["float_right_quantized_wrong"] + accuracy["float_wrong_quantized_right"],
