@@ -28,7 +28,7 @@ from ..calibration.loaders import check_values
 from ..models import streaming_rules
 from . import accuracy, integrity, ppq, precision, verify
 from .accuracy import ACCURACY_TARGETS
-from .intake import INPUT_NAME, OUTPUT_NAME, Intake, take_model
+from .intake import INPUT_NAME, Intake, take_model
 from .plan import StreamingPlan, layer_rows, plan_streaming, streaming_twin
 from .artifacts import check_output_dir, staged_output
 from .emulator import Emulator
