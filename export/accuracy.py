@@ -25,7 +25,7 @@ from .ppq import from_file_layout, to_file_layout
 from .verify import Check, snr_db
 
 Z_95 = 1.959963984540054  # two-sided 95% normal quantile
-# What quantization may cost in accuracy against float (points), by the graph's narrowest width.
+# What quantization may cost in accuracy against float (points), by the graph's width (a mixed graph's is 8).
 ACCURACY_TARGETS = {8: 0.5, 16: 0.1}
 
 

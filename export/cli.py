@@ -129,8 +129,8 @@ def parser() -> argparse.ArgumentParser:
     model.add_argument("--onnx", type=existing_file, metavar="FILE", help="your model as an ONNX file exported elsewhere")
     p.add_argument("--target", choices=TARGETS, default=defaults.target, help="chip (default: %(default)s)")
     p.add_argument("--bits", type=_bits, choices=BITS, default=defaults.bits,
-                   help="integer width; mixed: 8 bits with the fewest layers at 16 that meet the accuracy target, found by "
-                        "measuring (default: %(default)s)")
+                   help="integer width; mixed: 8 bits, with layers raised to 16 one by one (each kept if it measurably "
+                        "helps) until the accuracy target is met (default: %(default)s)")
     p.add_argument("--chunk", type=whole_number(1, MAX_CHUNK_FRAMES), default=defaults.chunk, metavar="FRAMES",
                    help="frames per streaming step; a multiple of the model's time stride (default: %(default)s)")
     p.add_argument("--frames", type=whole_number(1, MAX_OFFLINE_FRAMES), default=defaults.frames, metavar="FRAMES",

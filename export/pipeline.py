@@ -250,7 +250,7 @@ def export_streaming(
 
     mixed = None
     if config.bits == "mixed":
-        with progress.stage("mixed precision: the fewest layers at 16 bits that meet the accuracy target"):
+        with progress.stage("mixed precision: layers raised to 16 bits until the accuracy target is met"):
             quantized, mixed = _mixed_precision(quantized, quantize, layer_errors, config, evaluation, float_logits, log)
 
     test_clip = verification[0]
@@ -423,7 +423,7 @@ def _parameters(source: Intake) -> int:
 
 def _mixed_precision(q8: ppq.Quantized, quantize, layer_errors, config: ExportConfig, evaluation: LabeledClips,
                      float_logits: np.ndarray, log) -> tuple[ppq.Quantized, dict]:
-    """The 8-bit graph with the layers that need it at 16 bits: the named ones, or the fewest found by measuring."""
+    """The 8-bit graph with some layers at 16 bits: the named ones, or those the search keeps (precision.py)."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / OFFLINE_FILE
         layouts = ppq.export_espdl(q8, path, log)
