@@ -1,26 +1,38 @@
-"""A 12-class keyword-spotting set and a real-speech calibration set, generated offline.
+"""Keyword-spotting data from offline voices and recorded speech: streams to train and judge detectors, and the
+small sets shipped in calibration/data/.
 
-    python -m espdl_stream.calibration.kws_data --out data/kws      # about two minutes on 2 cores
+    python -m espdl_stream.calibration.kws_data --out data/kws      # about 15 minutes on 2 busy cores
 
 Debian packages it needs (none of them is needed by `export-espdl` itself):
     apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \\
                     sox pocketsphinx-testdata fillets-ng-data-cs
 
-Classes as in Speech Commands: yes, no, up, down, left, right, on, off, stop, go, unknown (other words), silence
-(noise only). Every clip is 1 s at 16 kHz: a word spoken by one synthetic voice (espeak-ng voices and variants,
-flite voices, festival voices), shifted in time, sped up or slowed down (which moves the pitch too), mixed with
-noise at 0-25 dB SNR: white, pink or brown noise, or babble cut from real recordings (pocketsphinx's English
-utterances, fillets-ng's Czech dialogue). Voices are split so that no test voice is heard in training.
+Classes as in Speech Commands: yes, no, up, down, left, right, on, off, stop, go, unknown (other speech), silence
+(noise only). Words are spoken by synthetic voices (espeak-ng voices and variants, flite, festival), sped up or
+slowed down (which moves the pitch too). Real recorded speech is pocketsphinx's English utterances (without
+goforward.raw, which says "go") and fillets-ng's dialogue (about 106 minutes, nearly all Czech, two main speakers).
+Voices and recordings are each split train/val/test by a hash of their name: nothing of the test split is heard in
+training or used to choose the detector.
 
-It writes train/val/test .npz feature sets (not committed: tens of MB), and refreshes the two small sets shipped in
-calibration/data/: `calibration.npz` (real recorded speech, and synthetic speech for the rest) and `kws_eval.npz`
-(a stratified sample of the test voices, for the accuracy table of every export).
+A stream is a bed of noise (white, pink, brown, or babble cut from the split's recordings; sometimes none at all)
+with segments at random places: a keyword, another word, or an excerpt of recorded speech, each at its own SNR
+against the bed, separated by random gaps (sometimes digital silence). Every segment's class and sample span is
+kept, so training can build frame targets and evaluation can score detections. Written to --out (not committed):
+
+    train.npz, val.npz       streams for training and for choosing the detector (SNR 0-30 dB, some without noise)
+    test_keywords.npz        held-out streams with about 1,000 keywords of test voices, every segment at 10 dB SNR
+    test_negative.npz        over an hour without a keyword at 10 dB SNR: every test recording once, other words of
+                             test voices, noise
+
+and it refreshes calibration/data/: `calibration.npz` (windows of real recorded speech, and synthetic clips) and
+`kws_eval.npz` (1 s labelled clips of test voices, for the accuracy table of every export).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -33,9 +45,11 @@ import numpy as np
 
 from .frontend import FbankConfig, fbank
 from .loaders import read_wav, resample
+from .shipped import SHIPPED, pack_features
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 CLASSES = (*KEYWORDS, "unknown", "silence")
+UNKNOWN, SILENCE = CLASSES.index("unknown"), CLASSES.index("silence")
 UNKNOWN_WORDS = (
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "bed", "bird", "cat", "dog",
     "happy", "house", "tree", "wow", "learn", "follow", "forward", "backward", "visual", "marvin", "sheila",
@@ -45,7 +59,14 @@ SAMPLE_RATE = 16000
 CLIP_SAMPLES = SAMPLE_RATE
 FRAMES = 96  # the offline length the models export with
 REAL_SPEECH = (Path("/usr/share/pocketsphinx/test/data"), Path("/usr/share/games/fillets-ng/sound"))
-SHIPPED = Path(__file__).resolve().parent / "data"
+SAYS_A_KEYWORD = ("goforward.raw",)  # "go forward ten meters": not negative audio
+EVAL_CLIPS_PER_CLASS = 84  # 1,008 clips
+
+
+def split_of(name: str, test: int, val: int) -> str:
+    """A stable split by a hash of the name: `test` and `val` tenths go to test and validation."""
+    bucket = int(hashlib.sha256(name.encode()).hexdigest(), 16) % 10
+    return "test" if bucket < test else "val" if bucket < test + val else "train"
 
 
 @dataclass(frozen=True)
@@ -64,11 +85,7 @@ def voices() -> list[Voice]:
     espeak_bases = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
                     "en-us-nyc")
     variants = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "croak", "klatt", "klatt2")
-    found = [f"{b}+{v}" for b in espeak_bases for v in variants]
-    chosen = []
-    for name in found:  # a stable split by a hash of the voice name: about 70/10/20
-        bucket = int(hashlib.sha256(name.encode()).hexdigest(), 16) % 10
-        chosen.append(Voice("espeak", name, "test" if bucket < 2 else "val" if bucket < 3 else "train"))
+    chosen = [Voice("espeak", name, split_of(name, 2, 1)) for name in (f"{b}+{v}" for b in espeak_bases for v in variants)]
     chosen += [Voice("flite", v, s) for v, s in (("kal16", "train"), ("awb", "train"), ("slt", "train"),
                                                  ("kal", "val"), ("rms", "test"))]
     chosen += [Voice("festival", v, s) for v, s in (("voice_kal_diphone", "train"),
@@ -99,6 +116,19 @@ def _trim(x: np.ndarray) -> np.ndarray:
     return x[active[0] : active[-1] + 1] if len(active) else x
 
 
+def _perturbed(word: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Sped up or slowed down by resampling (speed and pitch together), then trimmed to its sound."""
+    factor = rng.uniform(0.85, 1.15)
+    return _trim(resample(word, SAMPLE_RATE, int(SAMPLE_RATE / factor)))
+
+
+def active_rms(x: np.ndarray) -> float:
+    """RMS over the 10 ms blocks within 30 dB of the loudest: a level that pauses inside speech do not lower."""
+    blocks = x[: len(x) // 160 * 160].reshape(-1, 160) if len(x) >= 160 else x[None]
+    power = np.mean(blocks**2, axis=1)
+    return float(np.sqrt(np.mean(power[power >= power.max() * 1e-3]))) + 1e-12
+
+
 def _colored_noise(rng: np.random.Generator, n: int) -> np.ndarray:
     white = rng.standard_normal(n)
     color = rng.choice(["white", "pink", "brown"])
@@ -111,40 +141,45 @@ def _colored_noise(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 class NoiseBank:
-    """Noise to mix under the words: synthetic colours, and babble from real recorded speech."""
+    """Noise to mix under speech, at unit RMS: synthetic colours, and babble of 2-4 real talkers."""
 
     def __init__(self, recordings: list[np.ndarray]):
         self.recordings = [r for r in recordings if len(r) > CLIP_SAMPLES]
 
-    def sample(self, rng: np.random.Generator) -> np.ndarray:
+    def sample(self, rng: np.random.Generator, n: int = CLIP_SAMPLES) -> np.ndarray:
         if self.recordings and rng.random() < 0.5:
-            talkers = [self.recordings[rng.integers(len(self.recordings))] for _ in range(rng.integers(2, 5))]
-            babble = sum(t[(s := rng.integers(len(t) - CLIP_SAMPLES)) : s + CLIP_SAMPLES] for t in talkers)
-            noise = babble
+            noise = np.zeros(n)
+            for _ in range(rng.integers(2, 5)):
+                talker = np.concatenate([self.recordings[i] for i in rng.permutation(len(self.recordings))[:8]])
+                talker = np.tile(talker, n // len(talker) + 1)
+                start = rng.integers(len(talker) - n + 1)
+                noise += talker[start : start + n]
         else:
-            noise = _colored_noise(rng, CLIP_SAMPLES)
+            noise = _colored_noise(rng, n)
         return noise / (np.sqrt(np.mean(noise**2)) + 1e-9)
 
 
-def make_clip(speech: np.ndarray | None, noise: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """1 s: the word at a random place, sped up or slowed down, under noise at 0-25 dB SNR (or noise alone)."""
-    clip = np.zeros(CLIP_SAMPLES)
-    if speech is not None:
-        factor = rng.uniform(0.85, 1.15)  # resampling: speed and pitch together
-        speech = _trim(resample(speech, SAMPLE_RATE, int(SAMPLE_RATE / factor)))
-        if len(speech) > CLIP_SAMPLES - 800:
-            speech = resample(speech, len(speech), CLIP_SAMPLES - 800)
-        start = rng.integers(0, CLIP_SAMPLES - len(speech) + 1)
-        clip[start : start + len(speech)] = speech / (np.sqrt(np.mean(speech**2)) + 1e-9)
-        snr_db = rng.uniform(0, 25)
-        clip += noise * np.sqrt(np.mean(clip**2) / 10 ** (snr_db / 10))
-    else:
-        clip += noise * rng.uniform(0.01, 0.3)
-    return (clip / (np.abs(clip).max() + 1e-9) * rng.uniform(0.05, 0.9)).astype(np.float32)
+# ---------------------------------------------------------------- the word pool and the recordings of a split
+@dataclass
+class Utterance:
+    label: int  # a keyword's class index, or UNKNOWN
+    samples: np.ndarray
+    voice: str
 
 
-def features(clip: np.ndarray, config: FbankConfig) -> np.ndarray:
-    return fbank(clip, config)[:, :FRAMES]
+def word_pool(split: str, keyword_renders: int, other_words: int, workdir: Path, rng: np.random.Generator) -> list[Utterance]:
+    """Every voice of the split says every keyword `keyword_renders` times and `other_words` other words
+    (festival, slow and with few voices, half as often)."""
+    pool = []
+    for voice in (v for v in voices() if v.split == split):
+        scale = 1 if voice.engine != "festival" else 0.5
+        for label, word in enumerate(KEYWORDS):
+            pool += [Utterance(label, speak(voice, word, workdir, rng), voice.key)
+                     for _ in range(max(1, int(keyword_renders * scale)))]
+        for _ in range(max(1, int(other_words * scale))):
+            word = UNKNOWN_WORDS[rng.integers(len(UNKNOWN_WORDS))]
+            pool.append(Utterance(UNKNOWN, speak(voice, word, workdir, rng), voice.key))
+    return pool
 
 
 def read_recording(path: Path, workdir: Path) -> np.ndarray:
@@ -159,15 +194,201 @@ def read_recording(path: Path, workdir: Path) -> np.ndarray:
     return resample(samples, rate, SAMPLE_RATE)
 
 
-def real_recordings(workdir: Path, limit: int, rng: np.random.Generator) -> list[np.ndarray]:
-    files = sorted(p for root in REAL_SPEECH if root.exists() for p in root.rglob("*") if p.suffix in (".wav", ".raw", ".ogg"))
-    english = [p for p in files if "pocketsphinx" in str(p)]
-    czech = [p for p in files if "fillets" in str(p)]
-    picked = english + [czech[i] for i in rng.permutation(len(czech))[: max(0, limit - len(english))]]
-    return [read_recording(p, workdir) for p in picked]
+def recording_paths() -> dict[str, list[Path]]:
+    """Recorded speech files by split (about 50/10/40 train/val/test), without any that says a keyword."""
+    files = sorted(p for root in REAL_SPEECH if root.exists() for p in root.rglob("*")
+                   if p.suffix in (".wav", ".raw", ".ogg") and p.name not in SAYS_A_KEYWORD)
+    split: dict[str, list[Path]] = {"train": [], "val": [], "test": []}
+    for p in files:
+        split[split_of(str(p.relative_to(p.parents[2])), 4, 1)].append(p)
+    return split
 
 
-def generate(out: Path, per_voice: int, seed: int, config: FbankConfig = FbankConfig()) -> dict:
+# ---------------------------------------------------------------- streams
+@dataclass
+class Segment:
+    label: int  # keyword index or UNKNOWN (silence is where no segment is)
+    start: int  # samples
+    end: int
+
+
+@dataclass
+class StreamRecipe:
+    seconds: float
+    keyword_share: float  # of the segments
+    recorded_share: float
+    snr_db: tuple[float, float]
+    noiseless: float = 0.0  # probability that a stream has no noise bed
+    quiet_gaps: float = 0.0  # probability that a gap is digital silence
+
+
+def _gap(rng: np.random.Generator) -> int:
+    return int(SAMPLE_RATE * np.clip(rng.exponential(0.9), 0.3, 5.0))
+
+
+def compose_stream(recipe: StreamRecipe, pool: list[Utterance], recordings: list[np.ndarray], noise: NoiseBank,
+                   rng: np.random.Generator, keywords: list[Utterance] | None = None) -> tuple[np.ndarray, list[Segment]]:
+    """Audio (int16 values / 32768, as a device reads them) and its segments. With `keywords`, those are placed in
+    order (each once) and the stream ends after the last; otherwise keywords are drawn from the pool."""
+    n = int(recipe.seconds * SAMPLE_RATE) if keywords is None else 0
+    pieces, segments, t = [], [], 0
+    others = [u for u in pool if u.label == UNKNOWN]
+    pool_keywords = [u for u in pool if u.label != UNKNOWN]
+    queue = list(keywords or [])
+    while (t < n) if keywords is None else bool(queue):
+        t += _gap(rng)
+        draw = rng.random()
+        if draw < recipe.keyword_share:
+            word = queue.pop(0) if keywords is not None else pool_keywords[rng.integers(len(pool_keywords))]
+            audio, label = _perturbed(word.samples, rng), word.label
+        elif draw < recipe.keyword_share + recipe.recorded_share and recordings:
+            recording = recordings[rng.integers(len(recordings))]
+            length = min(len(recording), int(SAMPLE_RATE * rng.uniform(1.0, 6.0)))
+            start = rng.integers(len(recording) - length + 1)
+            audio, label = recording[start : start + length], UNKNOWN
+        else:
+            audio, label = _perturbed(others[rng.integers(len(others))].samples, rng), UNKNOWN
+        snr = rng.uniform(*recipe.snr_db)
+        pieces.append((t, audio / active_rms(audio) * 10 ** (snr / 20)))
+        segments.append(Segment(label, t, t + len(audio)))
+        t += len(audio)
+    total = max(n, t + _gap(rng))
+    stream = np.zeros(total)
+    for start, audio in pieces:
+        stream[start : start + len(audio)] += audio
+    return _finish(stream, segments, recipe, noise, rng), segments
+
+
+def _finish(speech: np.ndarray, segments: list[Segment], recipe: StreamRecipe, noise: NoiseBank,
+            rng: np.random.Generator) -> np.ndarray:
+    """Noise bed at unit level (speech was scaled to its SNR against it), quiet gaps, a random volume, 16-bit."""
+    stream = speech.copy()
+    if rng.random() >= recipe.noiseless:
+        bed = np.concatenate([noise.sample(rng, min(60 * SAMPLE_RATE, len(stream) - i))
+                              for i in range(0, len(stream), 60 * SAMPLE_RATE)])
+        stream += bed
+        edges = [0] + [x for s in segments for x in (s.start, s.end)] + [len(stream)]
+        for start, end in zip(edges[::2], edges[1::2]):
+            if end > start and rng.random() < recipe.quiet_gaps:
+                stream[start:end] = 0.0
+    peak = np.abs(stream).max() + 1e-9
+    volume = min(10 ** rng.uniform(-2.0, -0.6) / active_rms(stream), 0.95 / peak)
+    return np.round(stream * volume * 32767).astype(np.int16).astype(np.float32) / 32768
+
+
+def negative_stream(pool: list[Utterance], recordings: list[np.ndarray], noise: NoiseBank, rng: np.random.Generator,
+                    min_seconds: float) -> tuple[np.ndarray, list[Segment]]:
+    """No keyword: every recording once, whole, in order, with other words between, until at least `min_seconds`
+    (other words and noise pad it out when the recordings are used up)."""
+    others = [u for u in pool if u.label == UNKNOWN]
+    pieces, segments, t, k = [], [], 0, 0
+    while k < len(recordings) or t < min_seconds * SAMPLE_RATE:
+        t += _gap(rng)
+        if k < len(recordings) and rng.random() < 0.7:
+            audio, k = recordings[k], k + 1
+        else:
+            audio = _perturbed(others[rng.integers(len(others))].samples, rng)
+        pieces.append((t, audio / active_rms(audio) * 10 ** (10 / 20)))
+        segments.append(Segment(UNKNOWN, t, t + len(audio)))
+        t += len(audio)
+    stream = np.zeros(t + _gap(rng))
+    for start, audio in pieces:
+        stream[start : start + len(audio)] += audio
+    return _finish(stream, segments, StreamRecipe(0, 0, 0, (10, 10)), noise, rng), segments
+
+
+@dataclass
+class StreamSet:
+    """Streams as one feature array [n_mels, frames] with stream boundaries, and their segments."""
+
+    features: np.ndarray
+    starts: np.ndarray  # frame offset of each stream, and the end
+    segments: np.ndarray  # [n, 4]: stream, label, start sample, end sample
+    info: dict
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def stream(self, i: int) -> np.ndarray:
+        return self.features[:, self.starts[i] : self.starts[i + 1]]
+
+    def stream_segments(self, i: int) -> np.ndarray:
+        return self.segments[self.segments[:, 0] == i][:, 1:]
+
+    @property
+    def seconds(self) -> float:
+        return self.features.shape[1] * self.info["frame_shift_s"]
+
+    def save(self, path: Path) -> None:
+        np.savez_compressed(path, features=self.features.astype(np.float16), starts=self.starts,
+                            segments=self.segments, info=json.dumps(self.info))
+
+    @classmethod
+    def load(cls, path: Path) -> "StreamSet":
+        data = np.load(path)
+        return cls(data["features"], data["starts"], data["segments"], json.loads(str(data["info"])))
+
+
+def stream_set(streams: list[tuple[np.ndarray, list[Segment]]], config: FbankConfig, info: dict) -> StreamSet:
+    features = [fbank(audio, config) for audio, _ in streams]
+    starts = np.concatenate([[0], np.cumsum([f.shape[1] for f in features])]).astype(np.int64)
+    segments = np.array([(i, s.label, s.start, s.end) for i, (_, segs) in enumerate(streams) for s in segs],
+                        np.int64).reshape(-1, 4)
+    info = {**info, "frame_shift_s": config.frame_shift_ms / 1000, "frame_length": config.frame_length,
+            "frame_shift": config.frame_shift, "seconds": round(sum(len(a) for a, _ in streams) / SAMPLE_RATE, 1)}
+    return StreamSet(np.concatenate(features, axis=1).astype(np.float16), starts, segments, info)
+
+
+# ---------------------------------------------------------------- 1 s clips (the shipped evaluation set)
+def make_clip(speech: np.ndarray | None, noise: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """1 s: the word at a random place, sped up or slowed down, under noise at 0-25 dB SNR (or noise alone)."""
+    clip = np.zeros(CLIP_SAMPLES)
+    if speech is not None:
+        speech = _perturbed(speech, rng)
+        if len(speech) > CLIP_SAMPLES - 800:
+            speech = resample(speech, len(speech), CLIP_SAMPLES - 800)
+        start = rng.integers(0, CLIP_SAMPLES - len(speech) + 1)
+        clip[start : start + len(speech)] = speech / active_rms(speech)
+        snr_db = rng.uniform(0, 25)
+        clip += noise * np.sqrt(np.mean(clip**2) / 10 ** (snr_db / 10))
+    else:
+        clip += noise * rng.uniform(0.01, 0.3)
+    return (clip / (np.abs(clip).max() + 1e-9) * rng.uniform(0.05, 0.9)).astype(np.float32)
+
+
+def eval_clips(pool: list[Utterance], noise: NoiseBank, rng: np.random.Generator, config: FbankConfig) -> dict:
+    """EVAL_CLIPS_PER_CLASS labelled 1 s clips per class from the test pool."""
+    features, labels, names = [], [], []
+    for label in range(len(CLASSES)):
+        candidates = [u for u in pool if u.label == label] if label != SILENCE else []
+        for _ in range(EVAL_CLIPS_PER_CLASS):
+            word = candidates[rng.integers(len(candidates))] if candidates else None
+            clip = make_clip(None if word is None else word.samples, noise.sample(rng), rng)
+            features.append(fbank(clip, config)[:, :FRAMES])
+            labels.append(label)
+            names.append("" if word is None else word.voice)
+    return {"features": np.stack(features), "labels": np.array(labels, np.int64), "voices": np.array(names)}
+
+
+def ship_small_sets(pool: list[Utterance], train_recordings: list[np.ndarray], test_noise: NoiseBank,
+                    rng: np.random.Generator, config: FbankConfig) -> dict:
+    """calibration.npz: windows of recorded training speech and synthetic clips; kws_eval.npz: test-voice clips."""
+    SHIPPED.mkdir(parents=True, exist_ok=True)
+    windows = []
+    for recording in train_recordings:
+        f = fbank(recording, config)
+        windows += [f[:, i : i + FRAMES] for i in range(0, f.shape[1] - FRAMES + 1, FRAMES)]
+    windows = [windows[i] for i in rng.permutation(len(windows))[:96]]
+    train_noise = NoiseBank(train_recordings)
+    words = [pool[i] for i in rng.permutation(len(pool))[:32]]
+    synthetic = [fbank(make_clip(u.samples, train_noise.sample(rng), rng), config)[:, :FRAMES] for u in words]
+    calibration = np.concatenate([np.stack(windows), np.stack(synthetic)]).astype(np.float16)
+    np.savez_compressed(SHIPPED / "calibration.npz", features=calibration,
+                        source=np.array(["recorded"] * len(windows) + ["synthetic"] * len(synthetic)))
+    return {"calibration_recorded": len(windows), "calibration_synthetic": len(synthetic)}
+
+
+def generate(out: Path, seed: int, config: FbankConfig = FbankConfig(), hours: float = 4.0) -> dict:
     for tool in ("espeak-ng", "flite", "text2wave", "sox"):
         if shutil.which(tool) is None:
             sys.exit(f"kws_data: {tool} is missing: apt-get install espeak-ng flite festival festvox-kallpc16k "
@@ -175,63 +396,53 @@ def generate(out: Path, per_voice: int, seed: int, config: FbankConfig = FbankCo
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    summary: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        recordings = real_recordings(workdir, 400, rng)
-        noise = NoiseBank(recordings)
-        sets: dict[str, tuple[list, list, list]] = {s: ([], [], []) for s in ("train", "val", "test")}
-        for voice in voices():
-            # festival is slow and there are few of its voices: fewer renders each
-            renders = per_voice if voice.engine != "festival" else max(1, per_voice // 2)
-            feats, labels, names = sets[voice.split]
-            for label, word in enumerate(CLASSES):
-                for _ in range(renders * (3 if word == "unknown" else 1)):
-                    if word == "silence":
-                        speech = None
-                    else:
-                        spoken = UNKNOWN_WORDS[rng.integers(len(UNKNOWN_WORDS))] if word == "unknown" else word
-                        speech = speak(voice, spoken, workdir, rng)
-                    feats.append(features(make_clip(speech, noise.sample(rng), rng), config))
-                    labels.append(label)
-                    names.append(voice.key)
-        summary = {}
-        for split, (feats, labels, names) in sets.items():
-            np.savez_compressed(out / f"{split}.npz", features=np.stack(feats).astype(np.float16),
-                                labels=np.array(labels, np.int64), voices=np.array(names))
-            summary[split] = len(labels)
-        shipped = ship_small_sets(out, recordings, rng, config)
-    summary.update(shipped, seconds=round(time.time() - started, 1))
+        recordings = {split: [read_recording(p, workdir) for p in paths] for split, paths in recording_paths().items()}
+        for split, recs in recordings.items():
+            summary[f"recorded_{split}_minutes"] = round(sum(len(r) for r in recs) / SAMPLE_RATE / 60, 1)
+        train_recipe = StreamRecipe(60.0, keyword_share=0.4, recorded_share=0.3, snr_db=(0, 30), noiseless=0.1,
+                                    quiet_gaps=0.1)
+        for split, minutes in (("train", 60 * hours), ("val", 60)):
+            pool = word_pool(split, 6 if split == "train" else 3, 60, workdir, rng)
+            noise = NoiseBank(recordings[split])
+            streams = [compose_stream(train_recipe, pool, recordings[split], noise, rng) for _ in range(int(minutes))]
+            stream_set(streams, config, {"split": split, "voices": sorted({u.voice for u in pool})}).save(out / f"{split}.npz")
+            summary[f"{split}_minutes"] = minutes
+            if split == "train":
+                summary.update(ship_small_sets(pool, recordings["train"], noise, rng, config))
+        test_pool = word_pool("test", 4, 60, workdir, rng)
+        noise = NoiseBank(recordings["test"])
+        keywords = [test_pool[i] for i in rng.permutation(len(test_pool)) if test_pool[i].label != UNKNOWN]
+        ten_db = StreamRecipe(0, keyword_share=0.5, recorded_share=0.25, snr_db=(10, 10))
+        streams = [compose_stream(ten_db, test_pool, recordings["test"], noise, rng, keywords[i : i + 100])
+                   for i in range(0, len(keywords), 100)]
+        info = {"split": "test", "voices": sorted({u.voice for u in test_pool}), "snr_db": 10}
+        positives = stream_set(streams, config, info)
+        positives.save(out / "test_keywords.npz")
+        negatives = stream_set([negative_stream(test_pool, recordings["test"], noise, rng, 3660)], config,
+                               {**info, "recorded_seconds": round(sum(len(r) for r in recordings["test"]) / SAMPLE_RATE, 1)})
+        negatives.save(out / "test_negative.npz")
+        clips = eval_clips(test_pool, noise, rng, config)
+        np.savez_compressed(SHIPPED / "kws_eval.npz", **pack_features(clips["features"]), labels=clips["labels"],
+                            voices=clips["voices"], classes=np.array(CLASSES))
+        summary.update(test_keywords=int((positives.segments[:, 1] != UNKNOWN).sum()),
+                       test_keyword_minutes=round(positives.seconds / 60, 1),
+                       test_negative_minutes=round(negatives.seconds / 60, 1), eval_clips=len(clips["labels"]))
+    summary["seconds"] = round(time.time() - started, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def ship_small_sets(out: Path, recordings: list[np.ndarray], rng: np.random.Generator, config: FbankConfig) -> dict:
-    """The few-MB sets in calibration/data/: real-speech calibration windows, and a stratified eval sample."""
-    SHIPPED.mkdir(parents=True, exist_ok=True)
-    windows = []
-    for recording in recordings:
-        f = fbank(recording, config)
-        windows += [f[:, i : i + FRAMES] for i in range(0, f.shape[1] - FRAMES + 1, FRAMES)]
-    windows = [windows[i] for i in rng.permutation(len(windows))[:96]]
-    train = np.load(out / "train.npz")
-    synthetic = train["features"][rng.permutation(len(train["labels"]))[:32]].astype(np.float32)
-    calibration = np.concatenate([np.stack(windows), synthetic]).astype(np.float16)
-    np.savez_compressed(SHIPPED / "calibration.npz", features=calibration,
-                        source=np.array(["recorded"] * len(windows) + ["synthetic"] * len(synthetic)))
-    test = np.load(out / "test.npz")
-    keep = np.concatenate([rng.permutation(np.nonzero(test["labels"] == c)[0])[:30] for c in range(len(CLASSES))])
-    np.savez_compressed(SHIPPED / "kws_eval.npz", features=test["features"][keep], labels=test["labels"][keep],
-                        voices=test["voices"][keep], classes=np.array(CLASSES))
-    return {"calibration_recorded": len(windows), "calibration_synthetic": len(synthetic), "eval": int(len(keep))}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m espdl_stream.calibration.kws_data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("data/kws"), help="where the train/val/test sets go")
-    parser.add_argument("--per-voice", type=int, default=3, help="renders of each class per voice")
+    parser.add_argument("--out", type=Path, default=Path("data/kws"), help="where the stream sets go")
+    parser.add_argument("--hours", type=float, default=4.0, help="hours of training streams")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    print(generate(args.out, args.per_voice, args.seed))
+    print(generate(args.out, args.seed, hours=args.hours))
     return 0
 
 

@@ -1,8 +1,14 @@
 """Small helpers shared by the tests."""
 
 import wave
+from pathlib import Path
 
 import numpy as np
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+# The three shipped keywords in one 8-second stream: 1 s of digital silence, then each word's 1 s file followed by
+# 1 s of silence, then silence to 8 s. THREE_WORDS: where each file starts and ends, in seconds.
+THREE_WORDS = {"yes": (1.0, 2.0), "go": (3.0, 4.0), "stop": (5.0, 6.0)}
 
 
 def write_wav(path, samples, rate=16000):
@@ -24,3 +30,16 @@ def run_cli(argv, capsys):
         code = e.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def three_keyword_stream(path):
+    """examples/yes.wav, go.wav and stop.wav joined with one-second pauses into an 8 s WAV at `path`."""
+    with wave.open(str(EXAMPLES / "yes.wav"), "rb") as f:
+        rate = f.getframerate()
+    audio = np.zeros(8 * rate)
+    for word, (start, _) in THREE_WORDS.items():
+        with wave.open(str(EXAMPLES / f"{word}.wav"), "rb") as f:
+            samples = np.frombuffer(f.readframes(f.getnframes()), "<i2").astype(np.float64) / 32768
+        audio[int(start * rate) : int(start * rate) + len(samples)] = samples
+    write_wav(path, audio, rate)
+    return path

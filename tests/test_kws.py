@@ -11,51 +11,118 @@ from espdl_stream.models import MODEL_NAMES, build_model, clip_decision, trainin
 
 
 def test_shipped_sets_are_small_real_and_labelled():
-    assert sum(p.stat().st_size for p in DATA.glob("*.npz")) < 5_000_000
+    assert all(p.stat().st_size < 5_000_000 for p in DATA.glob("*.npz"))
     calibration = calibration_clips()
     assert calibration.shape[1:] == (40, 96) and len(calibration) >= 64 and np.isfinite(calibration).all()
     sources = np.load(DATA / "calibration.npz")["source"]
     assert (sources == "recorded").sum() > (sources == "synthetic").sum()  # mostly real recorded speech
     evaluation = keyword_eval_set()
-    assert evaluation.classes == CLASSES
-    assert np.bincount(evaluation.labels).tolist() == [30] * len(CLASSES)
+    assert evaluation.classes == CLASSES and evaluation.features.shape == (1008, 40, 96)
+    assert np.bincount(evaluation.labels).tolist() == [84] * len(CLASSES)
+    steps = evaluation.features / np.load(DATA / "kws_eval.npz")["feature_step"]
+    assert np.array_equal(steps, np.round(steps))  # the stored integers, decoded exactly
+
+
+def test_packed_features_decode_exactly():
+    from espdl_stream.calibration.shipped import FEATURE_STEP, pack_features, unpack_features
+
+    features = np.random.default_rng(0).uniform(-16, 8, (3, 40, 96))
+    decoded = unpack_features(pack_features(features))
+    assert decoded.dtype == np.float32 and np.abs(decoded - features).max() <= FEATURE_STEP / 2
+    assert np.array_equal(unpack_features(pack_features(decoded)), decoded)
 
 
 def test_eval_voices_are_never_heard_in_training():
     splits = {v.key: v.split for v in voices()}
-    eval_voices = set(np.load(DATA / "kws_eval.npz")["voices"].tolist())
+    eval_voices = set(np.load(DATA / "kws_eval.npz")["voices"].tolist()) - {""}  # silence clips have no voice
     assert eval_voices and all(splits[v] == "test" for v in eval_voices)
 
 
+def test_recordings_split_by_name_and_none_says_a_keyword():
+    from espdl_stream.calibration.kws_data import SAYS_A_KEYWORD, split_of
+
+    assert split_of("city/cs/vit-m-hlava.ogg", 4, 1) == split_of("city/cs/vit-m-hlava.ogg", 4, 1)
+    shares = np.bincount([["train", "val", "test"].index(split_of(f"f{i}.ogg", 4, 1)) for i in range(2000)]) / 2000
+    assert abs(shares[0] - 0.5) < 0.05 and abs(shares[1] - 0.1) < 0.03 and abs(shares[2] - 0.4) < 0.05
+    assert "goforward.raw" in SAYS_A_KEYWORD
+
+
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_trained_weights_are_shipped_and_load(name):
+def test_trained_weights_and_their_detector_are_shipped(name):
+    from espdl_stream.export.detector import DetectorConfig
+    from espdl_stream.models import detector_settings, total_stride
+
     assert weights_path(name).is_file()
     summary = training_summary(name)
-    assert summary["model"] == name and summary["test_accuracy"] > 0.5
+    assert summary["model"] == name and summary["targets"] in ("aligned", "maxpool")
     trained, fresh = build_model(name), build_model(name, trained=False)
     assert any(not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), fresh.state_dict().values()))
+    detector = DetectorConfig.from_dict(detector_settings(name))
+    assert detector.classes == CLASSES and detector.keywords == CLASSES[:10]
+    assert detector.frame_period_s == pytest.approx(total_stride(trained) / 100)
 
 
-def test_clip_decision_is_the_time_average():
-    logits = np.zeros((1, 3, 4))
-    logits[0, 1, :2] = 5  # class 1 early, class 2 late but stronger on average
-    logits[0, 2, 2:] = 6
-    assert clip_decision(logits).tolist() == [2]
+def test_clip_decision_takes_each_class_at_its_peak():
+    def clip(*frames):  # one frame per (class, posterior) pair, the rest of the mass on silence
+        logits = np.full((1, 12, len(frames)), -20.0)
+        for t, (label, p) in enumerate(frames):
+            logits[0, label, t], logits[0, 11, t] = np.log(p), np.log(1 - p)
+        return logits
+
+    assert clip_decision(clip((11, 0.9), (2, 0.8), (11, 0.9))).tolist() == [2]  # a brief keyword is the keyword
+    assert clip_decision(clip((10, 0.9), (2, 0.4))).tolist() == [10]  # a keyword below 0.5: other speech
+    assert clip_decision(clip((10, 0.3), (2, 0.4))).tolist() == [11]
+    both = clip((10, 0.99), (3, 0.6), (5, 0.7))
+    assert clip_decision(both).tolist() == [5]
+    assert clip_decision(both[..., :2]).tolist() == [3]  # a prefix: the decision after that chunk
 
 
-def test_training_runs_and_saves_loadable_weights(tmp_path):
-    from espdl_stream.models import train
+def _toy_streams(tmp_path):
+    """Two tiny stream sets in kws_data's format: a keyword is a loud band in its own mel bin."""
+    from espdl_stream.calibration.kws_data import StreamSet
 
     rng = np.random.default_rng(0)
-    for split, n in (("train", 48), ("val", 24), ("test", 24)):
-        labels = np.arange(n) % 12
-        features = rng.standard_normal((n, 40, 96)).astype(np.float16) + labels[:, None, None].astype(np.float16)
-        np.savez(tmp_path / f"{split}.npz", features=features, labels=labels)
-    out = tmp_path / "tcn.safetensors"
-    assert train.main(["--model", "tcn", "--data", str(tmp_path), "--seconds", "1", "--out", str(out)]) == 0
+    for split in ("train", "val"):
+        features = rng.normal(-8, 1, (40, 4000)).astype(np.float32)
+        segments = []
+        for k, start in enumerate(range(100, 3900, 120)):
+            label = k % 12 if k % 12 != 11 else 10
+            features[3 * label : 3 * label + 3, start : start + 40] += 8
+            segments.append((k // 16, label, (start - k // 16 * 2000) * 160, (start - k // 16 * 2000 + 40) * 160))
+        info = {"frame_shift_s": 0.01, "frame_length": 400, "frame_shift": 160}
+        StreamSet(features, np.array([0, 2000, 4000]), np.array(segments), info).save(tmp_path / f"{split}.npz")
+
+
+def test_frame_targets_put_a_keyword_at_its_end():
+    from espdl_stream.calibration.kws_data import StreamSet
+    from espdl_stream.models.train import IGNORE, frame_of, stream_targets
+
+    info = {"frame_shift_s": 0.01, "frame_length": 400, "frame_shift": 160}
+    streams = StreamSet(np.zeros((40, 300)), np.array([0, 300]),
+                        np.array([[0, 2, 16000, 24000], [0, 10, 32000, 35200]]), info)
+    end = frame_of(24000 - 1, 400, 160)
+    assert frame_of(0, 400, 160) == 0 and end == 148  # the first frame whose window holds the last sample
+    aligned = stream_targets(streams, CLASSES, "aligned").frames
+    assert (aligned[: frame_of(16000, 400, 160)] == 11).all()
+    assert (aligned[frame_of(16000, 400, 160) : end - 5] == IGNORE).all()
+    assert (aligned[end - 5 : end + 21] == 2).all() and aligned[end + 21] == 11
+    assert (aligned[frame_of(32000, 400, 160) : frame_of(35199, 400, 160) + 11] == 10).all()
+    pooled = stream_targets(streams, CLASSES, "maxpool")
+    assert pooled.keyword_regions.tolist() == [[2, frame_of(16000, 400, 160), end + 20]]
+    assert (pooled.frames[frame_of(16000, 400, 160) : end + 21] == IGNORE).all()
+
+
+@pytest.mark.parametrize("name,targets", [("tcn", "maxpool"), ("gru", "aligned")])
+def test_training_runs_on_streams_and_saves_loadable_weights(tmp_path, name, targets):
     from safetensors.torch import load_file
 
-    build_model("tcn", trained=False).load_state_dict(load_file(str(out)))
+    from espdl_stream.models import train
+
+    _toy_streams(tmp_path)
+    out = tmp_path / f"{name}.safetensors"
+    assert train.main(["--model", name, "--data", str(tmp_path), "--seconds", "1", "--targets", targets,
+                       "--out", str(out)]) == 0
+    build_model(name, trained=False).load_state_dict(load_file(str(out)))
 
 
 def test_export_reports_what_quantization_and_streaming_cost(tmp_path):
@@ -76,3 +143,29 @@ def test_export_reports_what_quantization_and_streaming_cost(tmp_path):
     assert top["float"] > 40  # far above chance (8.3%) on voices never heard in training
     assert abs(top["float"] - top["quantized_offline"]) <= 10
     assert "streaming decisions vs offline (labelled clips)" in [c.name for c in result.checks]
+
+
+def test_streams_keep_every_segment_where_it_is_heard():
+    from espdl_stream.calibration import FbankConfig
+    from espdl_stream.calibration.kws_data import (UNKNOWN, NoiseBank, StreamRecipe, Utterance, compose_stream,
+                                                   negative_stream, stream_set)
+
+    rng = np.random.default_rng(0)
+    tone = lambda f: np.sin(2 * np.pi * f * np.arange(6000) / 16000)  # noqa: E731
+    pool = [Utterance(k, tone(300 + 100 * k), "v") for k in range(10)] + [Utterance(UNKNOWN, tone(2500), "v")]
+    recordings = [rng.standard_normal(40000) * 0.1 for _ in range(3)]
+    noise = NoiseBank(recordings)
+    keywords = [pool[3], pool[7], pool[3]]
+    audio, segments = compose_stream(StreamRecipe(0, 0.5, 0.25, (10, 10)), pool, recordings, noise, rng, keywords)
+    assert [s.label for s in segments if s.label != UNKNOWN] == [3, 7, 3]  # the given keywords, in order, once
+    assert np.array_equal(audio * 32768, np.round(audio * 32768))  # 16-bit samples, as a device reads them
+    assert all(0 < a.start < a.end <= b.start for a, b in zip(segments, segments[1:])) and segments[-1].end < len(audio)
+    for s in segments:  # speech where a segment is, 10 dB above the noise bed around it
+        inside = np.sqrt(np.mean(audio[s.start : s.end] ** 2))
+        before = np.sqrt(np.mean(audio[s.start - 2000 : s.start] ** 2))
+        assert inside > 2 * before
+    negative, parts = negative_stream(pool, recordings, noise, rng, 20)
+    assert len(negative) >= 20 * 16000 and {s.label for s in parts} == {UNKNOWN}
+    streams = stream_set([(audio, segments), (negative, parts)], FbankConfig(), {})
+    assert len(streams) == 2 and streams.stream(1).shape[1] == 1 + (len(negative) - 400) // 160
+    assert streams.stream_segments(0)[:, 0].tolist() == [s.label for s in segments]

@@ -59,9 +59,10 @@ def test_tcn_rules_come_from_kernels_and_dilations():
     model = build_model("tcn")
     rules = streaming_rules(model)
     c = model.config
-    assert [r.window for r in rules] == [receptive_window(c.kernel_size, d) for d in c.dilations] + [c.pool_size]
-    assert total_stride(model) == 1
-    assert total_stride(CausalTCN(TCNConfig(input_stride=2))) == 2
+    windows = [receptive_window(c.kernel_size, d) for d in c.dilations] + [c.pool_size]
+    assert [r.window for r in rules] == [c.input_stride] + windows  # the strided input conv first
+    assert total_stride(model) == 2
+    assert total_stride(CausalTCN(TCNConfig(input_stride=1))) == 1
 
 
 def test_chunk_must_be_a_multiple_of_the_stride():
