@@ -20,9 +20,10 @@ from safetensors import SafetensorError
 
 from ..calibration import DataError, FbankConfig, calibration_clips, keyword_eval_set, load_features, require_clips
 from ..calibration.loaders import feature_stream
-from ..models import MODEL_NAMES, build_model, training_summary, weights_path
+from ..models import MODEL_NAMES, build_model, detector_settings, training_summary, weights_path
 from . import integrity
 from .artifacts import check_output_dir
+from .detector import DetectorConfig
 from .errors import ExportError
 from .espdl_file import EspdlFile
 from .intake import INPUT_LAYOUTS, INPUT_NAME, OUTPUT_NAME, load_model, take_model
@@ -297,8 +298,9 @@ def stream_parser() -> argparse.ArgumentParser:
 
     p = _Parser(
         prog="export-espdl stream",
-        description="Play a recording through a streaming model chunk by chunk, as it would arrive: per-chunk top "
-        "keyword and score, the decision over the whole stream, latency and real-time factor.",
+        description="Play a recording through a streaming keyword spotter chunk by chunk, as it would arrive, and "
+        "print each keyword detected with its time and score (the detector of the model's metadata: smoothing, "
+        "thresholds, refractory time), then latency and real-time factor.",
     )
     p.add_argument("input", type=existing_file, help="a 16 kHz mono .wav, or a .npy of [n_mels, frames] features")
     p.add_argument("--model", choices=MODEL_NAMES, default="tcn", help="shipped model (float, ONNX Runtime)")
@@ -306,7 +308,7 @@ def stream_parser() -> argparse.ArgumentParser:
                    help=f"frames per step (default: {ExportConfig().chunk}; with --espdl: the file's)")
     p.add_argument("--espdl", type=export_folder, metavar="DIR",
                    help="instead: a folder export-espdl wrote; its streaming_model.espdl runs in the ESP-DL emulator")
-    p.add_argument("--quiet", action="store_true", help="only the final decision and statistics")
+    p.add_argument("--quiet", action="store_true", help="only the detections and the statistics")
     return p
 
 
@@ -339,46 +341,54 @@ def stream_main(argv: list[str]) -> int:
     return refusing_in_one_line("export-espdl stream", _stream, stream_parser().parse_args(argv), refused=(ValueError,))
 
 
-def _stream(args: argparse.Namespace) -> int:
-    from ..calibration import keyword_eval_set
+def _spotter(args: argparse.Namespace, frontend: FbankConfig):
+    """The keyword spotter to stream through (with the detector the model carries), its chunk, and what it is."""
     from .pipeline import STREAMING_FILE, ExportConfig
-    from .runtime import EmulatedSession, StreamingModel, StreamingSession
+    from .runtime import EmulatedSession, KeywordSpotter, StreamingModel, StreamingSession
 
+    if args.espdl:
+        path = args.espdl / STREAMING_FILE
+        settings = _require_streaming_export(path, frontend.n_mels).metadata.get("detector")
+        if settings is None:
+            raise ExportError(f"{path} has no keyword detector in its metadata: export a shipped model with its "
+                              "trained weights (export-espdl --model tcn) to stream it")
+        session = EmulatedSession(path)
+        if args.chunk not in (None, session.chunk):
+            raise ExportError(f"--chunk {args.chunk}: {path} takes chunks of {session.chunk} frames; leave --chunk "
+                              "out with --espdl")
+        return KeywordSpotter(session, DetectorConfig.from_json(settings)), session.chunk, f"{args.espdl} in the ESP-DL emulator"
+    chunk = args.chunk or ExportConfig().chunk
+    model, notes = shipped_model(args.model)
+    if notes.get("detector") is None:
+        raise ExportError(f"{weights_path(args.model)}: the shipped {args.model} weights carry no detector: reinstall espdl-stream")
+    session = StreamingSession(StreamingModel.from_torch(model, frontend.n_mels, chunk * 4, chunk, frontend.frames_per_second))
+    session.warm_up()
+    return KeywordSpotter(session, DetectorConfig.from_dict(notes["detector"])), chunk, f"{args.model} (float, ONNX Runtime)"
+
+
+def _stream(args: argparse.Namespace) -> int:
     frontend = FbankConfig()
     frames, blocks = feature_stream(args.input, frontend)
-    if args.espdl:
-        _require_streaming_export(args.espdl / STREAMING_FILE, frontend.n_mels)
-        session, source = EmulatedSession(args.espdl / STREAMING_FILE), f"{args.espdl} in the ESP-DL emulator"
-        if args.chunk not in (None, session.chunk):
-            raise ExportError(f"--chunk {args.chunk}: {args.espdl / STREAMING_FILE} takes chunks of {session.chunk} "
-                              "frames; leave --chunk out with --espdl")
-        chunk = session.chunk
-    else:
-        chunk = args.chunk or ExportConfig().chunk
-        model, _ = shipped_model(args.model)
-        model = StreamingModel.from_torch(model, frontend.n_mels, chunk * 4, chunk, frontend.frames_per_second)
-        session, source = StreamingSession(model), f"{args.model} (float, ONNX Runtime)"
-        session.warm_up()
-    classes = keyword_eval_set().classes
+    spotter, chunk, source = _spotter(args, frontend)
+    session, config = spotter.session, spotter.detector.config
     n = frames // chunk
     if frames == 0:
         raise DataError(f"{args.input}: no usable audio (empty, or shorter than one {frontend.frame_length_ms:g} ms frame)")
     if n == 0:
         raise DataError(f"{args.input}: {frames} frames, fewer than one {chunk}-frame chunk")
-    print(f"{args.input}: {frames} frames ({frames / frontend.frames_per_second:.2f} s) "
-          f"in {n} chunks of {chunk} through {source}")
-    logit_sum, streamed = 0.0, 0  # the decision is the time-average of every frame's logits, kept as a running sum
-    for k, features in enumerate(chunks_of(blocks, chunk)):
-        y = session.process(features)
-        logit_sum, streamed = logit_sum + y.sum(axis=-1, dtype=np.float64), streamed + y.shape[-1]
-        if not args.quiet:
-            logits = y.mean(axis=-1)
-            p = np.exp(logits - logits.max())
-            p /= p.sum()
-            print(f"{(k + 1) * chunk / frontend.frames_per_second:7.2f} s  {classes[int(p.argmax())]:>8s}  {p.max():.2f}")
-    decision = logit_sum / streamed
+    if not args.quiet:
+        thresholds = sorted(set(config.thresholds))
+        print(f"{args.input}: {frames} frames ({frames / frontend.frames_per_second:.2f} s) in {n} chunks of {chunk} "
+              f"through {source}; detector: smoothing {config.smoothing_frames * config.frame_period_s:.2f} s, "
+              f"threshold{'s' * (len(thresholds) > 1)} {', '.join(f'{t:g}' for t in thresholds)}, "
+              f"refractory {config.refractory_frames * config.frame_period_s:.2f} s")
+    detections = 0
+    for features in chunks_of(blocks, chunk):
+        for detection in spotter.process(features):
+            print(detection, flush=True)
+            detections += 1
     stats = session.stats.summary()
-    print(f"whole stream: {classes[int(decision.argmax())]}; {stats['chunks']} chunks, mean {stats['mean_ms']:.3f} ms, "
+    print(f"{detections} detection{'s' * (detections != 1)}; {stats['chunks']} chunks, mean {stats['mean_ms']:.3f} ms, "
           f"p95 {stats['p95_ms']:.3f} ms per chunk, real-time factor {stats['real_time_factor']:.5f}")
     if frames % chunk:
         print(f"({frames % chunk} trailing frames did not fill a chunk and were not streamed)")
@@ -393,7 +403,8 @@ def shipped_model(name: str, seed: int = 0, trained: bool = True) -> tuple[torch
         model = build_model(name, seed, trained=trained)
         if not trained:
             return model, {"weights": f"random initialisation (seed {seed})"}
-        return model, {"weights": f"trained: {path.name}", "training": training_summary(name)}
+        return model, {"weights": f"trained: {path.name}", "training": training_summary(name),
+                       "detector": detector_settings(name)}
     except FileNotFoundError:
         raise ExportError(f"{path}: the shipped weights of {name} are missing: reinstall espdl-stream, or give "
                           "--weights random for a random initialisation") from None
@@ -514,6 +525,7 @@ def _export(args: argparse.Namespace) -> int:
         model, calibration, verification, config, out, model_name=name, frontend=frontend,
         notes={**weights, "calibration": source}, echo=echo,
         evaluation=keyword_eval_set() if trained else None, input_layout=args.input_layout,
+        detector=DetectorConfig.from_dict(weights["detector"]) if weights.get("detector") else None,
     )
     print(verdict_table(result))
     return 0 if result.passed else EXIT_FAILED_CHECK

@@ -31,6 +31,7 @@ from .accuracy import ACCURACY_TARGETS
 from .intake import INPUT_NAME, Intake, take_model
 from .plan import StreamingPlan, layer_rows, plan_streaming, streaming_twin
 from .artifacts import check_output_dir, staged_output
+from .detector import DetectorConfig
 from .emulator import Emulator
 from .espdl_file import read_espdl
 from .errors import ExportError, UnstreamableModel
@@ -166,6 +167,7 @@ def export_streaming(
     evaluation: LabeledClips | None = None,
     input_layout: str | None = None,
     weights: str | Path | None = None,
+    detector: DetectorConfig | None = None,
 ) -> ExportResult:
     """Export `model` for ESP-DL twice from one calibration and prove streaming equals offline.
 
@@ -175,7 +177,8 @@ def export_streaming(
 
     calibration, verification: float32 [clips, n_mels, config.frames] features. The offline test
     values and the streaming vectors come from verification[0]. With `evaluation` (labelled clips of
-    a classification task) the report gains what quantization and streaming cost in accuracy.
+    a classification task) the report gains what quantization and streaming cost in accuracy. A keyword
+    `detector` goes into the streaming file's metadata, for the firmware and `export-espdl stream`.
     Artifacts land in `out_dir` only if every check passes; otherwise `out_dir` keeps its previous
     files and gets report.failed.json.
     """
@@ -267,6 +270,7 @@ def export_streaming(
         "caches": json.dumps([{"consumer": s.consumer, "window": s.window} for s in plan.sites]),
         "state_pairs": json.dumps([list(pair) for pair in plan.state_pairs]),  # output -> input, copied after each chunk
         "frontend": json.dumps(frontend.to_dict(), sort_keys=True),
+        **({"detector": detector.to_json()} if detector else {}),
         integrity.STAMP_KEY: integrity.PLACEHOLDER,  # integrity.stamp() writes the file's CRC-32 here
     }
     # one id in both files, the vectors and the report: a checker refuses a set from different exports

@@ -3,7 +3,8 @@
 The model is the external-state streaming ONNX twin the exporter verifies (every StreamingCache an explicit
 input/output, recurrent states too), run in ONNX Runtime: one InferenceSession for all streams, each stream
 only its own state arrays. A chunk is [n_mels, chunk_frames] float32 features; `process` returns that chunk's
-[classes, chunk_frames / stride] outputs.
+[classes, chunk_frames / stride] outputs. `KeywordSpotter` puts the keyword detector (export/detector.py) behind
+either kind of session: chunks in, detections with times out.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from .detector import Detection, Detector, DetectorConfig
 from .intake import INPUT_NAME, OUTPUT_NAME, from_torch
 from .plan import StreamingPlan, plan_streaming, streaming_twin
 
@@ -184,3 +186,17 @@ class EmulatedSession:
         self.stats.latencies_s.append(time.perf_counter() - start)
         self.states = {state_in: out[state_out] for state_out, state_in in self.pairs}
         return (out[OUTPUT_NAME][0].astype(np.float32) * np.float32(2.0**self.output_exponent)).T
+
+
+class KeywordSpotter:
+    """One stream's keyword detections: a streaming session (float or emulated) followed by the detector."""
+
+    def __init__(self, session: "StreamingSession | EmulatedSession", config: DetectorConfig):
+        self.session, self.detector = session, Detector(config)
+
+    def process(self, chunk: np.ndarray) -> list[Detection]:
+        return self.detector.process(self.session.process(chunk))
+
+    def reset(self) -> None:
+        self.session.reset()
+        self.detector.reset()

@@ -8,13 +8,22 @@ from .tcn import CausalTCN, TCNConfig
 MODEL_NAMES = ("tcn", "lstm", "gru")
 
 
-def clip_decision(frame_logits):
-    """Class of each clip from [clips, classes, frames] per-frame logits: the argmax of their time-average.
+def clip_decision(frame_logits, threshold: float = 0.5):
+    """Class of each 1 s clip from [clips, classes, frames] per-frame logits of a detection model whose classes
+    are keywords, then `unknown`, then `silence` (the shipped models): the keyword whose posterior peaks highest,
+    if that peak reaches `threshold`; else `unknown` if its posterior reaches it somewhere; else `silence`.
 
-    The running average after a stream's last chunk is exactly the offline decision."""
+    A function of the frame logits alone, taking each class's peak over time: the decision after a stream's last
+    chunk is exactly the offline one."""
     import numpy as np
 
-    return np.asarray(frame_logits, dtype=np.float64).mean(axis=-1).argmax(axis=-1)
+    logits = np.asarray(frame_logits, dtype=np.float64)
+    posteriors = np.exp(logits - logits.max(axis=1, keepdims=True))
+    peaks = (posteriors / posteriors.sum(axis=1, keepdims=True)).max(axis=-1)  # [clips, classes]
+    unknown, silence = peaks.shape[1] - 2, peaks.shape[1] - 1
+    keyword = peaks[:, :unknown].argmax(axis=1)
+    background = np.where(peaks[:, unknown] >= threshold, unknown, silence)
+    return np.where(peaks[:, :unknown].max(axis=1) >= threshold, keyword, background)
 
 
 def weights_path(name: str):
@@ -46,21 +55,46 @@ def build_model(name: str, seed: int = 0, trained: bool = True):
     return model.eval()
 
 
-def training_summary(name: str) -> dict | None:
-    """What models/train.py recorded in the shipped weights (data, accuracy, time), or None."""
-    import json
-
+def _weights_metadata(name: str) -> dict:
     if not weights_path(name).is_file():
-        return None
+        return {}
     from safetensors import safe_open
 
     with safe_open(str(weights_path(name)), "pt") as f:
-        return json.loads(f.metadata().get("training", "null"))
+        return f.metadata() or {}
+
+
+def training_summary(name: str) -> dict | None:
+    """What models/train.py recorded in the shipped weights (data, loss, time), or None."""
+    import json
+
+    return json.loads(_weights_metadata(name).get("training", "null"))
+
+
+def detector_settings(name: str) -> dict | None:
+    """The keyword detector chosen for the shipped model (export.detector.DetectorConfig as a dict), or None."""
+    import json
+
+    return json.loads(_weights_metadata(name).get("detector", "null"))
+
+
+def record_detector(name: str, settings: dict) -> None:
+    """Store the detector chosen for a shipped model beside its weights (same tensors, metadata updated)."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    path = weights_path(name)
+    metadata = {**_weights_metadata(name), "detector": json.dumps(settings)}
+    save_file(load_file(str(path)), str(path), metadata=metadata)
+
 
 __all__ = [
     "MODEL_NAMES",
     "build_model",
     "clip_decision",
+    "detector_settings",
+    "record_detector",
     "training_summary",
     "weights_path",
     "CacheRule",

@@ -20,10 +20,10 @@ class TCNConfig:
     n_mels: int = 40
     channels: int = 64
     kernel_size: int = 3
-    dilations: tuple[int, ...] = (1, 2, 4, 8)
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 16)
     pool_size: int = 4
     n_classes: int = 12
-    input_stride: int = 1  # time subsampling of the input conv (kernel = stride, causal)
+    input_stride: int = 2  # time subsampling of the input conv (kernel = stride, causal): 20 ms output frames
 
     def to_dict(self) -> dict:
         return asdict(self)

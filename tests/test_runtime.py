@@ -1,16 +1,19 @@
 """The host streaming runtime: one session equals the offline model, many interleaved sessions each equal one alone."""
 
+import re
 import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from helpers import write_wav
+from helpers import THREE_WORDS, three_keyword_stream, write_wav
 
 from espdl_stream.calibration import calibration_clips
 from espdl_stream.export.cli import main
 from espdl_stream.export.runtime import SessionLimitError, SessionManager, StreamingModel, StreamingSession
-from espdl_stream.models import build_model
+from espdl_stream.models import MODEL_NAMES, build_model
 
 
 @pytest.fixture(scope="module", params=["tcn", "lstm"])
@@ -68,19 +71,47 @@ def test_idle_sessions_are_cleaned_up(streaming_model):
         manager.process(first, np.zeros((40, 8), np.float32))
 
 
-def test_stream_command_float_and_emulated(tmp_path, capsys):
-    from espdl_stream.calibration.synthetic import synth_utterance
+def _detections(out: str) -> list[tuple[str, float, float]]:
+    """(keyword, time, score) of every `yes at 1.23 s (score 0.97)` line."""
+    found = re.findall(r"^(\w+) at (\d+\.\d+) s \(score (\d\.\d+)\)$", out, re.MULTILINE)
+    return [(k, float(t), float(s)) for k, t, s in found]
 
-    audio = synth_utterance(np.random.default_rng(0), 1.0, 16000)
-    write_wav(tmp_path / "a.wav", audio)
-    assert main(["stream", str(tmp_path / "a.wav")]) == 0
+
+def _assert_the_three_words(out: str) -> None:
+    found = _detections(out)
+    assert [k for k, _, _ in found] == list(THREE_WORDS), out
+    for keyword, time_s, _ in found:  # from the word's file start to 0.2 s after the file ends
+        start, end = THREE_WORDS[keyword]
+        assert start <= time_s <= end + 0.2, out
+
+
+@pytest.mark.parametrize("model", MODEL_NAMES)
+def test_three_keywords_in_one_stream_are_detected_at_their_times_and_nothing_else(model, tmp_path, capsys):
+    wav = three_keyword_stream(tmp_path / "three.wav")
+    assert main(["stream", str(wav), "--model", model]) == 0
     out = capsys.readouterr().out
-    assert "in 12 chunks of 8" in out and "whole stream:" in out and "real-time factor" in out
-    models = tmp_path.parent / "firmware_like"
-    assert main(["--out", str(models), "--quiet", "--calib-steps", "8"]) == 0
+    _assert_the_three_words(out)
+    assert "through %s (float, ONNX Runtime); detector: smoothing" % model in out and "3 detections; 99 chunks" in out
+
+
+def test_the_committed_default_export_detects_them_in_the_emulator(tmp_path, capsys):
+    """What the chip computes: the committed int8 TCN for the ESP32-S3, its exact bytes and its metadata's detector."""
+    wav = three_keyword_stream(tmp_path / "three.wav")
+    firmware_models = Path(__file__).resolve().parent.parent / "firmware" / "main" / "models" / "esp32s3"
+    assert main(["stream", str(wav), "--espdl", str(firmware_models), "--quiet"]) == 0
+    _assert_the_three_words(capsys.readouterr().out)
+
+
+def test_a_stream_without_a_detector_is_refused_in_one_line(tmp_path, capsys):
+    from espdl_stream.calibration import synthetic_features
+
+    out = tmp_path / "random"
+    assert main(["--weights", "random", "--out", str(out), "--quiet", "--calib-steps", "8"]) == 0
     capsys.readouterr()
-    assert main(["stream", str(tmp_path / "a.wav"), "--espdl", str(models), "--quiet"]) == 0
-    assert "in the ESP-DL emulator" in capsys.readouterr().out
+    np.save(tmp_path / "x.npy", synthetic_features(1, 96, seed=0)[0])
+    assert main(["stream", str(tmp_path / "x.npy"), "--espdl", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has no keyword detector in its metadata" in err and "\n" not in err
 
 
 @pytest.mark.parametrize("make,message", [
@@ -96,11 +127,8 @@ def test_stream_command_refuses_bad_input_in_one_line(tmp_path, capsys, make, me
     assert message in err and "\n" not in err
 
 
-@pytest.mark.parametrize("model", ["tcn", "lstm"])
 @pytest.mark.parametrize("word", ["stop", "go", "yes"])
-def test_stream_command_on_the_shipped_recordings(model, word, capsys):
-    from pathlib import Path
-
+def test_stream_command_on_each_shipped_recording(word, capsys):
     wav = Path(__file__).resolve().parent.parent / "examples" / f"{word}.wav"  # a voice never heard in training
-    assert main(["stream", str(wav), "--model", model, "--quiet"]) == 0
-    assert f"whole stream: {word};" in capsys.readouterr().out
+    assert main(["stream", str(wav), "--quiet"]) == 0
+    assert [k for k, _, _ in _detections(capsys.readouterr().out)] == [word]
