@@ -18,7 +18,7 @@ from .layers import CausalAvgPool1d, CausalConv1d
 @dataclass(frozen=True)
 class TCNConfig:
     n_mels: int = 40
-    channels: int = 64
+    channels: int = 96
     kernel_size: int = 3
     dilations: tuple[int, ...] = (1, 2, 4, 8, 16)
     pool_size: int = 4

@@ -15,8 +15,9 @@ keyword either
   (keyword frames weigh KEYWORD_WEIGHT times a background frame); or
 - `maxpool`: nothing asked frame by frame inside [start, end + 200 ms]; instead the frame where the model is most
   sure of the keyword there is pushed towards it (max-pooling loss).
-The best epoch on the validation streams (lowest frame loss) is kept. Fixed seeds and two threads make a run
-reproducible on the same machine.
+Training windows get random frequency masks; the learning rate decays exponentially to 5% of its start. The
+best epoch on the validation streams (lowest frame loss) is kept. Fixed seeds and a fixed number of epochs
+and threads make a run reproducible on the same machine.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 IGNORE = -1
 KEYWORD_BEFORE_END_S, KEYWORD_AFTER_END_S, UNKNOWN_AFTER_END_S = 0.05, 0.2, 0.1
 REGION_WEIGHT_S = 0.25  # max-pooling: a keyword region counts like this much of aligned targets
+FINAL_LR_SHARE = 0.05
+FREQUENCY_MASKS, MAX_MASKED_BINS = 2, 6  # SpecAugment-style: the model must not lean on a few mel bins
 KEYWORD_WEIGHT = 5.0  # keyword frames are about 1% each of all frames: weigh them up against the background
 
 
@@ -123,6 +126,17 @@ class Lanes:
         return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack([t[a:b] for t in self.targets])), regions
 
 
+def mask_frequencies(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Each lane's window with FREQUENCY_MASKS random bands of up to MAX_MASKED_BINS mel bins set to its mean."""
+    x = x.clone()
+    for lane in range(x.shape[0]):
+        for _ in range(FREQUENCY_MASKS):
+            width = int(rng.integers(0, MAX_MASKED_BINS + 1))
+            start = int(rng.integers(0, x.shape[1] - width + 1))
+            x[lane, start : start + width] = x[lane].mean()
+    return x
+
+
 def run_window(model, x: torch.Tensor, carry, context: int, warmup: float = 1.0):
     """Logits [batch, classes, out frames] of the window after `context` frames, and what the next window needs."""
     if hasattr(model, "recurrent_state_names"):
@@ -170,11 +184,11 @@ def validation_loss(model, streams, targets: Targets) -> float:
     return float(np.average(losses, weights=weights))
 
 
-def train(name: str, data: Path, seconds: float, scheme: str = "aligned", seed: int = 0, lanes: int = 32,
+def train(name: str, data: Path, epochs: int, scheme: str = "aligned", seed: int = 0, threads: int = 2, lanes: int = 32,
           window_s: float = 4.0, lr: float = 3e-3) -> tuple[torch.nn.Module, dict]:
     from ..calibration.kws_data import CLASSES, StreamSet
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     torch.manual_seed(seed)
     random.seed(seed)
     rng = np.random.default_rng(seed)
@@ -184,13 +198,14 @@ def train(name: str, data: Path, seconds: float, scheme: str = "aligned", seed: 
     train_set, val_set = StreamSet.load(data / "train.npz"), StreamSet.load(data / "val.npz")
     train_targets, val_targets = (stream_targets(s, CLASSES, scheme) for s in (train_set, val_set))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-3)
-    started, epoch, step, best = time.time(), 0, 0, (np.inf, None, 0)
-    while time.time() - started < seconds:
+    started, step, best = time.time(), 0, (np.inf, None, 0)
+    for epoch in range(1, epochs + 1):
         model.train()
         lanes_now = Lanes(train_set, train_targets, lanes, window, rng)
         carry = None
         for k in range(lanes_now.steps):
             x, targets, regions = lanes_now.batch(k, context)
+            x = mask_frequencies(x, rng)
             logits, carry = run_window(model, x, carry, context, warmup=min(1.0, step / (3 * lanes_now.steps)))
             loss = loss_of(logits, targets, regions, stride)
             optimizer.zero_grad()
@@ -198,16 +213,15 @@ def train(name: str, data: Path, seconds: float, scheme: str = "aligned", seed: 
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
             step += 1
-        for group in optimizer.param_groups:
-            group["lr"] *= 0.93
-        epoch += 1
+        for group in optimizer.param_groups:  # exponential decay to FINAL_LR_SHARE of the start
+            group["lr"] = lr * FINAL_LR_SHARE ** (epoch / epochs)
         val = validation_loss(model, val_set, val_targets)
         if val < best[0]:
             best = (val, {k: v.clone() for k, v in model.state_dict().items()}, epoch)
         print(f"epoch {epoch}: loss {loss.item():.3f}, val {val:.4f} ({time.time() - started:.0f} s)", flush=True)
     model.load_state_dict(best[1])
     summary = {"model": name, "parameters": sum(p.numel() for p in model.parameters()), "targets": scheme,
-               "epochs": epoch, "best_epoch": best[2], "seconds": round(time.time() - started, 1),
+               "epochs": epochs, "best_epoch": best[2], "seconds": round(time.time() - started, 1),
                "val_loss": round(best[0], 4), "train_hours": round(train_set.seconds / 3600, 2), "seed": seed}
     return model.eval(), summary
 
@@ -220,11 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=MODEL_NAMES, default="tcn")
     parser.add_argument("--data", type=Path, default=Path("data/kws"))
     parser.add_argument("--targets", choices=("aligned", "maxpool"), default="aligned")
-    parser.add_argument("--seconds", type=float, default=1800, help="training time budget")
+    parser.add_argument("--epochs", type=int, default=30, help="passes over the training streams")
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="default: models/weights/<model>.safetensors")
     args = parser.parse_args(argv)
-    model, summary = train(args.model, args.data, args.seconds, args.targets, args.seed)
+    model, summary = train(args.model, args.data, args.epochs, args.targets, args.seed, args.threads)
     out = args.out or WEIGHTS_DIR / f"{args.model}.safetensors"
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(model.state_dict(), str(out), metadata={"training": json.dumps(summary)})

@@ -26,7 +26,8 @@ def test_help_lists_the_options(capsys):
     [
         (["--target", "esp32"], "invalid choice: 'esp32'"),
         (["--bits", "4"], "invalid choice: 4"),
-        (["--chunk", "5"], "offline length of 96 frames is not a whole number of 5-frame chunks"),
+        (["--chunk", "10"], "offline length of 96 frames is not a whole number of 10-frame chunks"),
+        (["--chunk", "5"], "chunk of 5 frames is not a multiple of the model's total time stride 2"),
         (["--calib", "/no/such/place"], "/no/such/place: no such file or directory"),
     ],
 )
@@ -59,7 +60,7 @@ def test_default_run_prints_the_verdict_table(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "ALL PASS" in captured.out and captured.out.count("PASS") >= 10
     assert "[1/10]" in captured.err and "[10/10]" in captured.err  # 10 stages: with the accuracy table
-    assert "accuracy on 360 held-out clips" in captured.out
+    assert "accuracy on 1008 held-out clips" in captured.out
     assert f"report: {tmp_path / 'out' / 'report.html'}" in captured.out
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["config"] == {"target": "esp32s3", "bits": 8, "chunk": 8, "frames": 96, "calib_steps": 32,
@@ -100,7 +101,7 @@ def test_verify_passes_on_our_export_and_names_a_shared_cache(tmp_path, features
     ppq.export_espdl(q, offline, io.StringIO(), test_inputs={"x": torch.from_numpy(features[8][None])})
     assert main(["verify", "--offline", str(offline), "--streaming", str(plain), "--target", "esp32s3"]) == 1
     report = capsys.readouterr().out
-    assert "Add node '/blocks/blocks.0/Add': inputs of shapes (1, 10, 64) and (1, 8, 64) do not broadcast" in report
+    assert "Add node '/blocks/blocks.0/Add': inputs of shapes (1, 6, 64) and (1, 4, 64) do not broadcast" in report
     assert "a shared cache" in report and "FAILED" in report
 
 

@@ -120,7 +120,7 @@ def test_training_runs_on_streams_and_saves_loadable_weights(tmp_path, name, tar
 
     _toy_streams(tmp_path)
     out = tmp_path / f"{name}.safetensors"
-    assert train.main(["--model", name, "--data", str(tmp_path), "--seconds", "1", "--targets", targets,
+    assert train.main(["--model", name, "--data", str(tmp_path), "--epochs", "1", "--targets", targets,
                        "--out", str(out)]) == 0
     build_model(name, trained=False).load_state_dict(load_file(str(out)))
 
