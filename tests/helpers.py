@@ -33,13 +33,18 @@ def run_cli(argv, capsys):
 
 
 def three_keyword_stream(path):
-    """examples/yes.wav, go.wav and stop.wav joined with one-second pauses into an 8 s WAV at `path`."""
+    """examples/yes.wav, go.wav and stop.wav joined with one-second pauses into an 8 s WAV at `path`, sample for
+    sample (16-bit PCM in, 16-bit PCM out)."""
     with wave.open(str(EXAMPLES / "yes.wav"), "rb") as f:
         rate = f.getframerate()
-    audio = np.zeros(8 * rate)
+    pcm = np.zeros(8 * rate, "<i2")
     for word, (start, _) in THREE_WORDS.items():
         with wave.open(str(EXAMPLES / f"{word}.wav"), "rb") as f:
-            samples = np.frombuffer(f.readframes(f.getnframes()), "<i2").astype(np.float64) / 32768
-        audio[int(start * rate) : int(start * rate) + len(samples)] = samples
-    write_wav(path, audio, rate)
+            samples = np.frombuffer(f.readframes(f.getnframes()), "<i2")
+        pcm[int(start * rate) : int(start * rate) + len(samples)] = samples
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(pcm.tobytes())
     return path

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import THREE_WORDS, three_keyword_stream, write_wav
+from helpers import EXAMPLES, THREE_WORDS, three_keyword_stream, write_wav
 
 from espdl_stream.calibration import calibration_clips
 from espdl_stream.export.cli import main
@@ -85,20 +85,22 @@ def _assert_the_three_words(out: str) -> None:
         assert start <= time_s <= end + 0.2, out
 
 
+def test_the_shipped_three_keyword_stream_is_the_three_recordings_joined(tmp_path):
+    assert (EXAMPLES / "yes_go_stop.wav").read_bytes() == three_keyword_stream(tmp_path / "three.wav").read_bytes()
+
+
 @pytest.mark.parametrize("model", MODEL_NAMES)
-def test_three_keywords_in_one_stream_are_detected_at_their_times_and_nothing_else(model, tmp_path, capsys):
-    wav = three_keyword_stream(tmp_path / "three.wav")
-    assert main(["stream", str(wav), "--model", model]) == 0
+def test_three_keywords_in_one_stream_are_detected_at_their_times_and_nothing_else(model, capsys):
+    assert main(["stream", str(EXAMPLES / "yes_go_stop.wav"), "--model", model]) == 0
     out = capsys.readouterr().out
     _assert_the_three_words(out)
     assert "through %s (float, ONNX Runtime); detector: smoothing" % model in out and "3 detections; 99 chunks" in out
 
 
-def test_the_committed_default_export_detects_them_in_the_emulator(tmp_path, capsys):
+def test_the_committed_default_export_detects_them_in_the_emulator(capsys):
     """What the chip computes: the committed int8 TCN for the ESP32-S3, its exact bytes and its metadata's detector."""
-    wav = three_keyword_stream(tmp_path / "three.wav")
     firmware_models = Path(__file__).resolve().parent.parent / "firmware" / "main" / "models" / "esp32s3"
-    assert main(["stream", str(wav), "--espdl", str(firmware_models), "--quiet"]) == 0
+    assert main(["stream", str(EXAMPLES / "yes_go_stop.wav"), "--espdl", str(firmware_models), "--quiet"]) == 0
     _assert_the_three_words(capsys.readouterr().out)
 
 
@@ -129,6 +131,5 @@ def test_stream_command_refuses_bad_input_in_one_line(tmp_path, capsys, make, me
 
 @pytest.mark.parametrize("word", ["stop", "go", "yes"])
 def test_stream_command_on_each_shipped_recording(word, capsys):
-    wav = Path(__file__).resolve().parent.parent / "examples" / f"{word}.wav"  # a voice never heard in training
-    assert main(["stream", str(wav), "--quiet"]) == 0
+    assert main(["stream", str(EXAMPLES / f"{word}.wav"), "--quiet"]) == 0  # a voice never heard in training
     assert [k for k, _, _ in _detections(capsys.readouterr().out)] == [word]
