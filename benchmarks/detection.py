@@ -163,7 +163,7 @@ def choose(name: str, data: Path) -> dict:
 
 def evaluate(name: str, data: Path, espdl: Path | None) -> dict:
     from espdl_stream.export.cli import main as export_main
-    from espdl_stream.export.ppq import read_espdl
+    from espdl_stream.export.espdl_file import read_espdl
 
     started = time.time()
     sets = [StreamSet.load(data / "test_keywords.npz"), StreamSet.load(data / "test_negative.npz")]

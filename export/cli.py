@@ -323,9 +323,9 @@ def chunks_of(blocks: Iterator[np.ndarray], chunk: int) -> Iterator[np.ndarray]:
         pending = pending[:, whole:]
 
 
-def _require_streaming_export(path: Path, n_mels: int) -> None:
+def _require_streaming_export(path: Path, n_mels: int) -> EspdlFile:
     """The streaming model of an export, intact: its stamp holds, and it takes [1, chunk, n_mels] chunks as 'x'
-    and gives 'y' (what `stream` feeds and reads)."""
+    and gives 'y' (what `stream` feeds and reads). Returns the file."""
     espdl, _ = integrity.read_intact(path)
     x, y = espdl.inputs.get(INPUT_NAME), espdl.outputs.get(OUTPUT_NAME)
     if espdl.metadata.get("mode") == "offline":
@@ -335,6 +335,7 @@ def _require_streaming_export(path: Path, n_mels: int) -> None:
         found = f"input {x.dims}" if x is not None else f"inputs {list(espdl.inputs)}"
         raise ExportError(f"{path}: not a streaming model export-espdl wrote ({found}, expected '{INPUT_NAME}' of "
                           f"[1, chunk, {n_mels}] and an output '{OUTPUT_NAME}'): give the --out folder of an export")
+    return espdl
 
 
 def stream_main(argv: list[str]) -> int:

@@ -101,7 +101,7 @@ def test_verify_passes_on_our_export_and_names_a_shared_cache(tmp_path, features
     ppq.export_espdl(q, offline, io.StringIO(), test_inputs={"x": torch.from_numpy(features[8][None])})
     assert main(["verify", "--offline", str(offline), "--streaming", str(plain), "--target", "esp32s3"]) == 1
     report = capsys.readouterr().out
-    assert "Add node '/blocks/blocks.0/Add': inputs of shapes (1, 6, 64) and (1, 4, 64) do not broadcast" in report
+    assert "Add node '/blocks/blocks.0/Add': inputs of shapes (1, 6, 96) and (1, 4, 96) do not broadcast" in report
     assert "a shared cache" in report and "FAILED" in report
 
 
@@ -118,7 +118,7 @@ def test_check_prints_the_layers_and_what_decided(capsys):
     assert main(["check", "tcn"]) == 0
     out = capsys.readouterr().out
     assert "blocks.3.depthwise.conv" in out and "needs a cache of 16 frames" in out and "causal conv" in out
-    assert "STREAMS: 5 caches (2 + 4 + 8 + 16 + 3 frames), 0 states, total stride 1, chunk 8 frames" in out
+    assert "STREAMS: 7 caches (1 + 2 + 4 + 8 + 16 + 32 + 3 frames), 0 states, total stride 2, chunk 8 frames" in out
 
 
 def test_check_and_the_export_refuse_with_the_same_words(capsys, tmp_path):

@@ -1,5 +1,6 @@
 """The keyword detector: its specification on a hand-made stream, chunking, and the firmware's C++ twin against it."""
 
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -143,18 +144,21 @@ def test_cpp_detector_matches_python_on_a_real_model_run(detector_check, tmp_pat
     with torch.no_grad():
         out = model(torch.from_numpy(features[None]))
     logits = (out[0] if isinstance(out, tuple) else out)[0].numpy()
-    config = DetectorConfig.from_dict(detector_settings(name))
-    python = Detector(config).process(logits)
-    assert [d.keyword for d in python] == ["yes", "go", "stop"]
-    assert_same(cpp_detections(detector_check, config, logits, tmp_path), python)
+    shipped = DetectorConfig.from_dict(detector_settings(name))
+    # the shipped detector, and the same at threshold 0.5 for every keyword: more detections to compare
+    # (which words the shipped detector finds is tests/test_runtime.py's question)
+    lenient = dataclasses.replace(shipped, thresholds=(0.5,) * len(shipped.keywords))
+    assert len(Detector(lenient).process(logits)) >= 3
+    for config in (shipped, lenient):
+        assert_same(cpp_detections(detector_check, config, logits, tmp_path), Detector(config).process(logits))
 
 
 def test_cpp_detector_matches_python_on_the_chips_integers(detector_check, tmp_path):
     """The committed int8 ESP32-S3 export in the ESP-DL emulator: the scores the chip's detector will see."""
-    from espdl_stream.export.ppq import read_espdl
+    from espdl_stream.export.espdl_file import read_espdl
     from espdl_stream.export.runtime import EmulatedSession
 
-    streaming = ROOT / "firmware" / "main" / "models" / "esp32s3" / "streaming_model.espdl"
+    streaming = ROOT / "firmware" / "main" / "models" / "tcn" / "esp32s3" / "streaming_model.espdl"
     config = DetectorConfig.from_json(read_espdl(streaming).metadata["detector"])
     session, features = EmulatedSession(streaming), _three_word_features(tmp_path)
     logits = np.concatenate([session.process(features[:, k : k + session.chunk])

