@@ -145,7 +145,7 @@ EXPORT = [  # (id, arguments, what the line must say)
     ("chunk-negative", ["--chunk", "-8"], "argument --chunk: must be from 1 to 1000, got -8"),
     ("chunk-fraction", ["--chunk", "1.5"], "argument --chunk: '1.5' is not a whole number"),
     ("chunk-huge", ["--chunk", "1001"], "must be from 1 to 1000, got 1001"),
-    ("chunk-not-dividing", ["--chunk", "5"], "offline length of 96 frames is not a whole number of 5-frame chunks"),
+    ("chunk-not-dividing", ["--chunk", "10"], "offline length of 96 frames is not a whole number of 10-frame chunks"),
     ("chunk-vs-stride", ["--model", "lstm", "--chunk", "6"], "chunk of 6 frames is not a multiple of the model's total"),
     ("calib-steps-0", ["--calib-steps", "0"], "argument --calib-steps: must be from 1 to 4096, got 0"),
     ("calib-steps-huge", ["--calib-steps", "5000"], "must be from 1 to 4096, got 5000"),
