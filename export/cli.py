@@ -378,11 +378,13 @@ def _stream(args: argparse.Namespace) -> int:
     if n == 0:
         raise DataError(f"{args.input}: {frames} frames, fewer than one {chunk}-frame chunk")
     if not args.quiet:
-        thresholds = sorted(set(config.thresholds))
+        if len(set(config.thresholds)) == 1:
+            thresholds = f"threshold {config.thresholds[0]:g}"
+        else:
+            thresholds = "thresholds " + ", ".join(f"{k} {t:g}" for k, t in zip(config.keywords, config.thresholds))
         print(f"{args.input}: {frames} frames ({frames / frontend.frames_per_second:.2f} s) in {n} chunks of {chunk} "
               f"through {source}; detector: smoothing {config.smoothing_frames * config.frame_period_s:.2f} s, "
-              f"threshold{'s' * (len(thresholds) > 1)} {', '.join(f'{t:g}' for t in thresholds)}, "
-              f"refractory {config.refractory_frames * config.frame_period_s:.2f} s")
+              f"{thresholds}, refractory {config.refractory_frames * config.frame_period_s:.2f} s")
     detections = 0
     for features in chunks_of(blocks, chunk):
         for detection in spotter.process(features):

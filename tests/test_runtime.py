@@ -13,7 +13,7 @@ from helpers import EXAMPLES, THREE_WORDS, three_keyword_stream, write_wav
 from espdl_stream.calibration import calibration_clips
 from espdl_stream.export.cli import main
 from espdl_stream.export.runtime import SessionLimitError, SessionManager, StreamingModel, StreamingSession
-from espdl_stream.models import MODEL_NAMES, build_model
+from espdl_stream.models import MODEL_NAMES, build_model, detector_settings
 
 
 @pytest.fixture(scope="module", params=["tcn", "lstm"])
@@ -101,6 +101,8 @@ def test_three_keywords_in_one_stream_are_detected_at_their_times_and_nothing_el
     out = capsys.readouterr().out
     _assert_the_three_words(out)
     assert "through %s (float, ONNX Runtime); detector: smoothing" % model in out and "3 detections; 99 chunks" in out
+    detector = detector_settings(model)  # each keyword's own threshold, named
+    assert ", ".join(f"{k} {t:g}" for k, t in zip(detector["keywords"], detector["thresholds"])) in out
 
 
 def test_the_committed_default_export_detects_them_in_the_emulator(capsys):
