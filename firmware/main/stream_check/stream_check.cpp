@@ -46,12 +46,6 @@ private:
     size_t pos_ = 0;
 };
 
-int32_t read_element(const uint8_t *p, ElementType type)
-{
-    if (type == ElementType::Int8) return int8_t(p[0]);
-    return int16_t(uint16_t(p[0] | (p[1] << 8)));
-}
-
 constexpr char kPackageMagic[4] = {'P', 'D', 'L', '3'};
 constexpr size_t kPackageHeaderBytes = 60;  // magic, version[16], package size, sha256[32], model count
 constexpr size_t kEspdlHeaderBytes = 16;    // "EDL2", encryption mode, FlatBuffer size, padding
@@ -150,6 +144,12 @@ bool check_packed_model(const uint8_t *package, size_t size, const std::string &
 }
 
 size_t element_size(ElementType type) { return type == ElementType::Int8 ? 1 : 2; }
+
+int32_t read_element(const uint8_t *p, ElementType type)
+{
+    if (type == ElementType::Int8) return int8_t(p[0]);
+    return int16_t(uint16_t(p[0] | (p[1] << 8)));
+}
 
 size_t VectorTensor::chunk_elements() const
 {
@@ -356,6 +356,50 @@ bool bind(StreamingPort &port, const VectorTensor &t, bool is_input, TensorRef &
 
 }  // namespace
 
+bool StateCopyBack::bind(StreamingPort &port, const std::vector<std::pair<std::string, std::string>> &state_pairs,
+                         std::string &error)
+{
+    copies_.clear();
+    size_t state_bytes = 0;
+    for (const auto &pair : state_pairs) {
+        TensorRef out, in;
+        if (!port.output(pair.first, out) || !port.input(pair.second, in)) {
+            error = "state pair " + pair.first + " -> " + pair.second + " is not an output/input of the model";
+            return false;
+        }
+        if (out.bytes != in.bytes || out.type != in.type || out.exponent != in.exponent) {
+            error = "state " + pair.first + " and " + pair.second + " differ in size, type or exponent";
+            return false;
+        }
+        copies_.emplace_back(out, in);
+        state_bytes += out.bytes;
+    }
+    staged_.assign(state_bytes, 0);
+    return true;
+}
+
+void StateCopyBack::zero()
+{
+    for (auto &copy : copies_) std::memset(copy.second.data, 0, copy.second.bytes);
+}
+
+void StateCopyBack::copy()
+{
+    // ESP-DL's memory planner frees a graph input after its last reader and gives its bytes to later
+    // tensors, so one pair's state input may share bytes with another pair's state output. Copying
+    // pair by pair could then overwrite an output before it is read: read every output first.
+    uint8_t *cursor = staged_.data();
+    for (auto &copy : copies_) {
+        std::memcpy(cursor, copy.first.data, copy.first.bytes);
+        cursor += copy.first.bytes;
+    }
+    cursor = staged_.data();
+    for (auto &copy : copies_) {
+        std::memcpy(copy.second.data, cursor, copy.second.bytes);
+        cursor += copy.second.bytes;
+    }
+}
+
 StreamResult run_stream(StreamingPort &port, const VectorFile &vectors,
                         const std::vector<std::pair<std::string, std::string>> &state_pairs)
 {
@@ -366,23 +410,9 @@ StreamResult run_stream(StreamingPort &port, const VectorFile &vectors,
         if (!bind(port, t, t.role == Role::Input, ref, result.error)) return result;
         (t.role == Role::Input ? inputs : outputs).emplace_back(&t, ref);
     }
-    std::vector<std::pair<TensorRef, TensorRef>> copies;  // state output -> state input
-    size_t state_bytes = 0;
-    for (const auto &pair : state_pairs) {
-        TensorRef out, in;
-        if (!port.output(pair.first, out) || !port.input(pair.second, in)) {
-            result.error = "state pair " + pair.first + " -> " + pair.second + " is not an output/input of the model";
-            return result;
-        }
-        if (out.bytes != in.bytes || out.type != in.type || out.exponent != in.exponent) {
-            result.error = "state " + pair.first + " and " + pair.second + " differ in size, type or exponent";
-            return result;
-        }
-        std::memset(in.data, 0, in.bytes);
-        copies.emplace_back(out, in);
-        state_bytes += out.bytes;
-    }
-    std::vector<uint8_t> staged(state_bytes);
+    StateCopyBack states;
+    if (!states.bind(port, state_pairs, result.error)) return result;
+    states.zero();
     for (uint32_t c = 0; c < vectors.chunks; ++c) {
         for (auto &in : inputs) std::memcpy(in.second.data, in.first->chunk(c), in.second.bytes);
         uint64_t start = port.now_us();
@@ -404,19 +434,7 @@ StreamResult run_stream(StreamingPort &port, const VectorFile &vectors,
                 }
             }
         }
-        // ESP-DL's memory planner frees a graph input after its last reader and gives its bytes to later
-        // tensors, so one pair's state input may share bytes with another pair's state output. Copying
-        // pair by pair could then overwrite an output before it is read: read every output first.
-        uint8_t *cursor = staged.data();
-        for (auto &copy : copies) {
-            std::memcpy(cursor, copy.first.data, copy.first.bytes);
-            cursor += copy.first.bytes;
-        }
-        cursor = staged.data();
-        for (auto &copy : copies) {
-            std::memcpy(copy.second.data, cursor, copy.second.bytes);
-            cursor += copy.second.bytes;
-        }
+        states.copy();
     }
     result.passed = result.error.empty() && !result.has_mismatch;
     return result;

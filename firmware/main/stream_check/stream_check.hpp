@@ -17,6 +17,7 @@ enum class Role : uint8_t { Input = 0, Output = 1 };
 enum class ElementType : uint8_t { Int8 = 1, Int16 = 2 };
 
 size_t element_size(ElementType type);
+int32_t read_element(const uint8_t *p, ElementType type);  // little-endian, sign-extended
 
 // One tensor of the vector file: its per-chunk integers, concatenated chunk after chunk.
 struct VectorTensor {
@@ -95,6 +96,21 @@ public:
     virtual void run() = 0;
     virtual void reset() = 0;         // zero every StreamingCache, as at load time
     virtual uint64_t now_us() = 0;    // a monotonic clock
+};
+
+// The recurrent state copy-back: after each chunk every state output goes into its state input. All outputs
+// are read before any input is written: the memory planner may give a state input the bytes of another
+// pair's output. bind() checks each pair names an output and an input of one size, type and exponent.
+class StateCopyBack {
+public:
+    bool bind(StreamingPort &port, const std::vector<std::pair<std::string, std::string>> &state_pairs,
+              std::string &error);
+    void zero();  // every state input to zero: the start of a stream
+    void copy();  // after a run
+
+private:
+    std::vector<std::pair<TensorRef, TensorRef>> copies_;  // state output -> state input
+    std::vector<uint8_t> staged_;
 };
 
 struct Mismatch {
