@@ -27,3 +27,8 @@ def test_streaming_model_on_chip(dut) -> None:
     dut.expect_exact("RESET PASS", timeout=120)
     dut.expect(r"real-time factor [0-9.]+", timeout=30)
     dut.expect_exact("ALL PASS", timeout=30)
+    # the keyword demo on the embedded WAV (the default build): Fbank, the model and the detector, then its timing.
+    # Which keywords it finds is the model's; kws_check on the host gives the same as the Python side.
+    dut.expect(r"KWS: ESP-DL Fbank \d+ mel bins", timeout=60)
+    dut.expect(r"KWS DONE: \d+ detections in \d+ chunks", timeout=120)
+    dut.expect(r"real-time factor [0-9.]+ \(compute time / audio time\)", timeout=30)

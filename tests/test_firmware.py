@@ -13,17 +13,19 @@ import sys
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from espdl_stream.export import integrity
 from espdl_stream.export.espdl_file import read_espdl
 from espdl_stream.export.cli import main as export_main
-from espdl_stream.export.vectors import VectorFile, read_vectors, write_vectors
+from espdl_stream.export.vectors import ROLE_INPUT, ROLE_OUTPUT, VectorFile, VectorTensor, read_vectors, write_vectors
 
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 HOST_TEST = FIRMWARE / "host_test"
 MODELS = FIRMWARE / "main" / "models"
 COMMITTED = {target: MODELS / "tcn" / target for target in ("esp32s3", "esp32p4")}
+DEMO_WAV = FIRMWARE.parent / "examples" / "yes_go_stop.wav"  # the keyword demo's default audio
 SHIPPED_FILES = ("model.espdl", "streaming_model.espdl", "streaming_vectors.bin")
 CODE_BUDGET = 2 * 1024 * 1024  # ESP-IDF, ESP-DL and the app: generous, the packed models come on top
 # tools/cmake/build.cmake: every ESP-IDF release's warning flags (5.3: -Werror=all; 5.4 on: -Werror -Wno-error=extra),
@@ -58,12 +60,17 @@ def _tool(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def host_check(tmp_path_factory) -> Path:
+def host_build(tmp_path_factory) -> Path:
     build = tmp_path_factory.mktemp("host_build")
     subprocess.run([_tool("cmake"), "-S", str(HOST_TEST), "-B", str(build), "-G", "Ninja",
                     f"-DCMAKE_MAKE_PROGRAM={_tool('ninja')}"], check=True, capture_output=True)
     subprocess.run([_tool("cmake"), "--build", str(build)], check=True, capture_output=True)
-    return build / "host_check"
+    return build
+
+
+@pytest.fixture(scope="session")
+def host_check(host_build) -> Path:
+    return host_build / "host_check"
 
 
 @pytest.fixture(scope="module")
@@ -242,19 +249,37 @@ def _manifest_ranges() -> dict[str, tuple[int, int]]:
     return ranges
 
 
-def _compile_app_main(espdl_version: int, flags: list[str], app: Path = FIRMWARE / "main" / "app_main.cpp"):
+# The CONFIG_ values menuconfig gives app_main.cpp: the default WAV build, and the microphone build (an ESP32-P4 with
+# main/Kconfig.projbuild's defaults for the ESP32-P4-Function-EV-Board)
+AUDIO_BUILDS = {
+    "wav": [],
+    "mic": ["-DCONFIG_IDF_TARGET_ESP32P4=1", "-DCONFIG_ESPDL_DEMO_AUDIO_MIC=1", "-DCONFIG_ESPDL_DEMO_I2C_SDA_GPIO=7",
+            "-DCONFIG_ESPDL_DEMO_I2C_SCL_GPIO=8", "-DCONFIG_ESPDL_DEMO_I2S_MCLK_GPIO=13",
+            "-DCONFIG_ESPDL_DEMO_I2S_BCLK_GPIO=12", "-DCONFIG_ESPDL_DEMO_I2S_WS_GPIO=10",
+            "-DCONFIG_ESPDL_DEMO_I2S_DIN_GPIO=11", "-DCONFIG_ESPDL_DEMO_MIC_GAIN_DB=18",
+            "-DCONFIG_ESPDL_DEMO_MIC_SECONDS=0"],
+}
+CORE_DIRS = ("stream_check", "kws_stream", "detector")  # main/CMakeLists.txt's INCLUDE_DIRS
+
+
+def _compile_app_main(espdl_version: int, flags: list[str], app: Path = FIRMWARE / "main" / "app_main.cpp",
+                      audio: str = "wav"):
     standin = HOST_TEST / "idf_standin"
+    main = FIRMWARE / "main"
     return subprocess.run(["g++", "-std=gnu++2b", "-fsyntax-only", "-include", str(standin / "target_abi.h"),
                            *IDF_WARNINGS, *flags, "-fno-exceptions", "-fno-rtti", "-D_GNU_SOURCE",
-                           f"-DESPDL_VERSION={espdl_version}", f"-I{standin}", f"-I{FIRMWARE / 'main' / 'stream_check'}",
-                           str(app), str(FIRMWARE / "main" / "stream_check" / "stream_check.cpp")],
+                           f"-DESPDL_VERSION={espdl_version}", *AUDIO_BUILDS[audio], f"-I{standin}",
+                           *(f"-I{main / d}" for d in CORE_DIRS), str(app),
+                           *(str(next((main / d).glob("*.cpp"))) for d in CORE_DIRS)],
                           capture_output=True, text=True)
 
 
+@pytest.mark.parametrize("audio", sorted(AUDIO_BUILDS))
 @pytest.mark.parametrize("idf", sorted(IDF_FLAG_SETS))
-def test_app_main_compiles_with_esp_idf_flags_and_the_chips_integer_types(idf):
-    """At the oldest ESP-DL the manifest admits; uint32_t is unsigned long as on the chips (target_abi.h)."""
-    done = _compile_app_main(_manifest_ranges()["esp-dl"][0], IDF_FLAG_SETS[idf])
+def test_app_main_compiles_with_esp_idf_flags_and_the_chips_integer_types(idf, audio):
+    """At the oldest ESP-DL the manifest admits; uint32_t is unsigned long as on the chips (target_abi.h); with the
+    embedded WAV and with the microphone."""
+    done = _compile_app_main(_manifest_ranges()["esp-dl"][0], IDF_FLAG_SETS[idf], audio=audio)
     assert done.returncode == 0, done.stderr
 
 
@@ -279,11 +304,12 @@ def test_the_manifest_admits_only_esp_dl_releases_the_firmware_works_with():
 
 
 # ---------------------------------------------------------------- main/CMakeLists.txt's packing and embedding
-def _embed(tmp_path: Path, model: str, target: str, main_dir: Path = FIRMWARE / "main"):
+def _embed(tmp_path: Path, model: str, target: str, main_dir: Path = FIRMWARE / "main", *options: str):
     build = tmp_path / "build"
     configure = subprocess.run([_tool("cmake"), "-S", str(HOST_TEST / "embedding"), "-B", str(build), "-G", "Ninja",
                                 f"-DCMAKE_MAKE_PROGRAM={_tool('ninja')}", f"-DIDF_TARGET={target}", f"-DESPDL_MODEL={model}",
-                                f"-DPYTHON={sys.executable}", f"-DMAIN_DIR={main_dir}"], capture_output=True, text=True)
+                                f"-DPYTHON={sys.executable}", f"-DMAIN_DIR={main_dir}", *options],
+                               capture_output=True, text=True)
     if configure.returncode:
         return configure
     return subprocess.run([_tool("cmake"), "--build", str(build)], capture_output=True, text=True)
@@ -303,6 +329,7 @@ def test_embedding_steps_build_and_the_boot_check_passes(tmp_path):
     assert packed == packer.pack([MODELS / "gru" / "esp32p4" / n for n in ("model.espdl", "streaming_model.espdl")])
     assert "16-byte aligned" in done.stdout and "NOT" not in done.stdout
     assert done.stdout.count("INTEGRITY PASS") == 2 and "VECTORS PASS: 12 chunks" in done.stdout
+    assert "WAV PASS: 128000 samples at 16000 Hz" in done.stdout  # examples/yes_go_stop.wav, the default
 
 
 def _copy_of_main(tmp_path: Path, target: str) -> Path:
@@ -320,9 +347,20 @@ def test_embedding_without_cmake_dir_fails_as_with_esp_dl(tmp_path):
     fixed = "set(cmake_dir ${espdl_dir}/fbs_loader/cmake)\ninclude(${cmake_dir}/utilities.cmake)"
     assert fixed in cmake.read_text()
     cmake.write_text(cmake.read_text().replace(fixed, "include(${espdl_dir}/fbs_loader/cmake/utilities.cmake)"))
-    built = _embed(tmp_path, "tcn", "esp32s3", main)
+    built = _embed(tmp_path, "tcn", "esp32s3", main, f"-DESPDL_DEMO_WAV={DEMO_WAV}")
     assert built.returncode != 0
     assert "/data_file_embed_asm_aligned.cmake', needed by 'models.espdl.S', missing" in built.stdout + built.stderr
+
+
+def test_embedding_links_the_wav_the_build_names_and_refuses_a_missing_one(tmp_path):
+    main = _copy_of_main(tmp_path, "esp32s3")
+    assert _embed(tmp_path, "tcn", "esp32s3", main, f"-DESPDL_DEMO_WAV={DEMO_WAV.parent / 'stop.wav'}").returncode == 0
+    done = subprocess.run([str(tmp_path / "build" / "embedded_check")], capture_output=True, text=True)
+    assert "WAV PASS: 16000 samples at 16000 Hz" in done.stdout, done.stdout
+    missing = tmp_path / "nothing.wav"
+    built = _embed(tmp_path / "again", "tcn", "esp32s3", main, f"-DESPDL_DEMO_WAV={missing}")
+    message = " ".join(built.stderr.split())  # CMake wraps long messages
+    assert built.returncode != 0 and f"No WAV at {missing}: give the keyword demo one with -DESPDL_DEMO_WAV" in message
 
 
 def test_boot_check_refuses_a_model_with_one_flipped_byte(tmp_path):
@@ -332,7 +370,184 @@ def test_boot_check_refuses_a_model_with_one_flipped_byte(tmp_path):
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0x01  # a weight
     model.write_bytes(bytes(data))
-    assert _embed(tmp_path, "tcn", "esp32s3", main).returncode == 0
+    assert _embed(tmp_path, "tcn", "esp32s3", main, f"-DESPDL_DEMO_WAV={DEMO_WAV}").returncode == 0
     done = subprocess.run([str(tmp_path / "build" / "embedded_check"), *stamps], capture_output=True, text=True)
     assert done.returncode == 1
     assert "INTEGRITY FAIL: model.espdl: CRC-32" in done.stdout and "INTEGRITY PASS: streaming_model.espdl" in done.stdout
+
+
+# ---------------------------------------------------------------- the keyword demo's portable core (host_test/kws_check)
+# one target each, so both roundings and a recurrent model's copy-back are exercised
+DEMO_MODELS = (("tcn", "esp32s3"), ("lstm", "esp32p4"), ("gru", "esp32s3"))
+
+
+def _fbank_config(settings: dict):
+    """The Python front end configured from a model's `frontend` metadata (ESP-DL's field names)."""
+    from espdl_stream.calibration.frontend import FbankConfig
+
+    config = FbankConfig(sample_rate=settings["sample_rate"], frame_length_ms=settings["frame_length"],
+                         frame_shift_ms=settings["frame_shift"], n_mels=settings["num_mel_bins"],
+                         low_hz=settings["low_freq"], high_hz=settings["high_freq"], preemphasis=settings["preemphasis"],
+                         window=settings["window_type"], log_floor=settings["log_epsilon"],
+                         remove_dc_offset=settings["remove_dc_offset"])
+    assert config.to_dict() == settings, "the metadata holds what FbankConfig writes, nothing else"
+    return config
+
+
+class DemoReference:
+    """The Python side of the demo for one model: the front end's features of a WAV, the ESP-DL emulator chunk by
+    chunk on them (the input quantized as `export-espdl stream --espdl` quantizes it) and the detector's detections;
+    `write` puts them where kws_check reads them."""
+
+    def __init__(self, models_dir: Path, target: str, features=None, chunks: int | None = None):
+        from espdl_stream.calibration.frontend import fbank
+        from espdl_stream.calibration.loaders import read_wav
+        from espdl_stream.export.detector import Detector, DetectorConfig
+        from espdl_stream.export.emulator import NP_TYPES, Emulator
+
+        self.target = target
+        self.espdl = read_espdl(models_dir / "streaming_model.espdl")
+        self.meta = self.espdl.metadata
+        self.frontend = _fbank_config(json.loads(self.meta["frontend"]))
+        samples, _ = read_wav(DEMO_WAV)
+        self.features = fbank(samples, self.frontend) if features is None else features  # [mel bins, frames]
+        emulator = Emulator(self.espdl, target)
+        x = self.espdl.inputs["x"]
+        self.chunk = x.dims[1]
+        dtype = NP_TYPES[x.dtype]
+        n = self.features.shape[1] // self.chunk if chunks is None else chunks
+        inputs = []
+        for k in range(n):
+            scaled = self.features[:, k * self.chunk : (k + 1) * self.chunk].T[None] * np.float32(2.0 ** -x.exponent)
+            inputs.append({"x": np.clip(emulator.rounding.round(scaled), np.iinfo(dtype).min, np.iinfo(dtype).max)
+                           .astype(dtype)})
+        outputs = emulator.stream(inputs)
+        self.vectors = VectorFile([VectorTensor("x", ROLE_INPUT, x.exponent, [i["x"] for i in inputs])] +
+                                  [VectorTensor(name, ROLE_OUTPUT, info.exponent, [o[name] for o in outputs])
+                                   for name, info in self.espdl.outputs.items()])
+        detector = Detector(DetectorConfig.from_json(self.meta["detector"]))
+        scale = np.float32(2.0 ** self.espdl.outputs["y"].exponent)
+        self.detections = [d for o in outputs for d in detector.process((o["y"][0].astype(np.float32) * scale).T)]
+
+    def write(self, tmp_path: Path, frontend: str | None = None, wav: Path = DEMO_WAV) -> list[str]:
+        """kws_check's arguments before the options."""
+        files = {"frontend.json": frontend or self.meta["frontend"], "detector.json": self.meta["detector"]}
+        for name, text in files.items():
+            (tmp_path / name).write_text(text)
+        (tmp_path / "features.bin").write_bytes(np.ascontiguousarray(self.features.T, "<f4").tobytes())
+        (tmp_path / "truth.bin").write_bytes(write_vectors(self.vectors))
+        return [str(wav), str(tmp_path / "frontend.json"), str(tmp_path / "detector.json"),
+                str(tmp_path / "features.bin"), str(tmp_path / "truth.bin"), self.meta["state_pairs"],
+                self.meta["chunk_frames"], self.meta["total_stride"], self.meta["frames_per_second"],
+                "half_even" if self.target == "esp32p4" else "half_up"]
+
+
+def _kws_check(host_build: Path, args: list[str], *options: str) -> tuple[int, str, list[tuple]]:
+    done = subprocess.run([str(host_build / "kws_check"), *args, *options], capture_output=True, text=True)
+    found = [(k, int(f), float(t), float(s)) for k, f, t, s in re.findall(r"^DETECTION (\S+) (\d+) (\S+) (\S+)$",
+                                                                          done.stdout, re.M)]
+    return done.returncode, done.stdout + done.stderr, found
+
+
+@pytest.mark.parametrize("model,target", DEMO_MODELS)
+def test_demo_core_detects_what_python_detects_on_the_three_keyword_stream(host_build, model, target, tmp_path):
+    """The firmware's demo loop on examples/yes_go_stop.wav (the Python front end's features standing in for
+    ESP-DL's Fbank, the emulator's integers for ESP-DL): the same frames, chunks and detections as the Python
+    side, fed in odd-sized blocks as a microphone delivers them, the LSTM in ESP-DL's memory layout."""
+    reference = DemoReference(MODELS / model / target, target)
+    options = ["--block", "1237"]
+    if reference.meta["state_pairs"] != "[]":
+        options += ["--layout", str(_layout(MODELS / model / target, target, tmp_path)[0])]
+    code, out, found = _kws_check(host_build, reference.write(tmp_path), *options)
+    assert code == 0 and "KWS PASS" in out, out
+    n_frames = reference.features.shape[1]
+    assert f"FRAMES {n_frames} CHUNKS {n_frames // reference.chunk} DETECTIONS {len(found)}" in out
+    assert [(k, f) for k, f, _, _ in found] == [(d.keyword, d.frame) for d in reference.detections]
+    for (_, _, time_s, score), d in zip(found, reference.detections):
+        assert time_s == d.time_s and score == pytest.approx(d.score, rel=1e-12, abs=1e-12)
+    assert reference.detections, "a comparison without detections would prove little"
+
+
+def test_demo_core_frames_the_same_in_any_block_size(host_build, tmp_path):
+    reference = DemoReference(MODELS / "tcn" / "esp32s3", "esp32s3")
+    args = reference.write(tmp_path)
+    runs = [_kws_check(host_build, args, "--block", str(block)) for block in (1, 160, 16000)]
+    assert all(code == 0 for code, _, _ in runs), runs[0][1]
+    assert runs[0][2] == runs[1][2] == runs[2][2] and runs[0][2]
+
+
+@pytest.mark.parametrize("model,target,other", [("lstm", "esp32p4", "half_up"), ("tcn", "esp32s3", "half_even")])
+def test_demo_quantization_rounds_ties_as_esp_dl_on_each_chip(host_build, model, target, other, tmp_path):
+    """Features that land exactly halfway between two integers at the input's exponent: the core must round them
+    as the emulator does for the target (half to even on the P4, half up on the S3); the other rule is caught."""
+    models_dir = MODELS / model / target
+    exponent = read_espdl(models_dir / "streaming_model.espdl").inputs["x"].exponent
+    rng = np.random.default_rng(0)
+    frames = 2 * int(read_espdl(models_dir / "streaming_model.espdl").metadata["chunk_frames"])
+    ties = (rng.integers(-100, 100, size=(40, frames)) + 0.5) * 2.0 ** exponent
+    reference = DemoReference(models_dir, target, features=ties.astype(np.float32), chunks=2)
+    frontend = reference.frontend
+    samples = frontend.frame_length + (frames - 1) * frontend.frame_shift  # exactly the two chunks' frames
+    args = reference.write(tmp_path)
+    code, out, _ = _kws_check(host_build, args, "--samples", str(samples))
+    assert code == 0 and "FRAMES %d CHUNKS 2" % frames in out, out
+    args[-1] = other
+    code, out, _ = _kws_check(host_build, args, "--samples", str(samples))
+    assert code == 1 and "ORACLE: chunk 0 was fed a wrong 'x'" in out, out
+
+
+def _edit(settings: str, **changes) -> str:
+    values = json.loads(settings)
+    for key, value in changes.items():
+        if value is None:
+            del values[key]
+        else:
+            values[key] = value
+    return json.dumps(values)
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"num_mel_bins": 32}, "the model takes 40 mel bins, its frontend metadata makes 32: re-export the model"),
+    ({"num_mel_bins": None}, "frontend: \"num_mel_bins\" is missing or of the wrong kind"),
+    ({"frame_shift": 20}, "frames per second, its front end shifts frames by 20 ms"),
+    ({"window_type": "kaiser"}, "frontend: window \"kaiser\" is not one of ESP-DL's"),
+    ({"dither": 0.0}, "frontend: unknown field \"dither\""),
+    ({"use_energy": True}, "frontend: use_energy adds a feature the models do not take"),
+])
+def test_demo_refuses_a_front_end_that_does_not_fit_the_model(host_build, tmp_path, changes, message):
+    """The board reads the same metadata at boot and stops with the same line (app_main.cpp)."""
+    reference = DemoReference(MODELS / "tcn" / "esp32s3", "esp32s3", chunks=1)
+    code, out, _ = _kws_check(host_build, reference.write(tmp_path, frontend=_edit(reference.meta["frontend"], **changes)))
+    assert code == 2 and f"CONFIG ERROR: {message}" in out if message.startswith("frontend") else message in out, out
+
+
+def test_demo_refuses_a_chunk_the_model_does_not_take(host_build, tmp_path):
+    reference = DemoReference(MODELS / "tcn" / "esp32s3", "esp32s3", chunks=1)
+    args = reference.write(tmp_path)
+    args[6] = "16"
+    code, out, _ = _kws_check(host_build, args)
+    assert code == 2 and "the model's input holds 8 frames, its chunk_frames metadata says 16" in out, out
+
+
+def _wav_variant(tmp_path: Path, name: str) -> Path:
+    data = bytearray(DEMO_WAV.read_bytes())
+    if name == "truncated":
+        data = data[: len(data) // 2]
+    elif name == "stereo":
+        data[22:24] = struct.pack("<H", 2)
+    elif name == "huge_data":
+        data[40:44] = struct.pack("<I", 0xFFFFFFF0)
+    path = tmp_path / f"{name}.wav"
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("variant,message", [
+    ("truncated", "the WAV file is truncated: its 'data' chunk says 256000 bytes, 127978 follow"),
+    ("stereo", "channels of 16 bits: the demo takes 16-bit PCM mono"),
+    ("huge_data", "the WAV file is truncated: its 'data' chunk says 4294967280 bytes"),
+])
+def test_demo_wav_reader_checks_every_size(host_build, tmp_path, variant, message):
+    reference = DemoReference(MODELS / "tcn" / "esp32s3", "esp32s3", chunks=1)
+    code, out, _ = _kws_check(host_build, reference.write(tmp_path, wav=_wav_variant(tmp_path, variant)))
+    assert code == 2 and message in out, out

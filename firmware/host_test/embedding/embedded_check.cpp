@@ -1,5 +1,5 @@
-// The packed models and vectors as the firmware links them (symbols and alignment from the embedding
-// steps of firmware/main/CMakeLists.txt), checked as app_main.cpp checks them at boot.
+// The packed models, vectors and the keyword demo's WAV as the firmware links them (symbols and alignment from
+// the embedding steps of firmware/main/CMakeLists.txt), checked as app_main.cpp checks them at boot.
 //
 //   embedded_check NAME=CRC32 ...   e.g. model.espdl=1446afa1 streaming_model.espdl=471a2a06
 //
@@ -9,12 +9,15 @@
 #include <cstdio>
 #include <string>
 
+#include "kws_stream.hpp"
 #include "stream_check.hpp"
 
 extern const uint8_t packed_models[] asm("_binary_models_espdl_start");
 extern const uint8_t packed_models_end[] asm("_binary_models_espdl_end");
 extern const uint8_t vectors_start[] asm("_binary_streaming_vectors_bin_start");
 extern const uint8_t vectors_end[] asm("_binary_streaming_vectors_bin_end");
+extern const uint8_t demo_wav_start[] asm("_binary_demo_audio_wav_start");
+extern const uint8_t demo_wav_end[] asm("_binary_demo_audio_wav_end");
 
 int main(int argc, char **argv)
 {
@@ -39,5 +42,12 @@ int main(int argc, char **argv)
     } else {
         std::printf("VECTORS FAIL: %s\n", error.c_str());
     }
-    return ok && vectors_ok ? 0 : 1;
+    kws_stream::WavAudio wav;
+    bool wav_ok = kws_stream::parse_wav(demo_wav_start, size_t(demo_wav_end - demo_wav_start), wav, error);
+    if (wav_ok) {
+        std::printf("WAV PASS: %zu samples at %u Hz\n", wav.samples, unsigned(wav.sample_rate));
+    } else {
+        std::printf("WAV FAIL: %s\n", error.c_str());
+    }
+    return ok && vectors_ok && wav_ok ? 0 : 1;
 }

@@ -13,9 +13,7 @@
 #error "define ESPDL_VERSION, e.g. -DESPDL_VERSION=30309 for ESP-DL 3.3.9"
 #endif
 
-typedef int esp_err_t;  // esp_err.h
-#define ESP_OK 0
-#define ESP_FAIL -1
+#include "esp_err.h"
 
 namespace fbs {
 typedef enum {
@@ -40,7 +38,9 @@ typedef enum { MEMORY_MANAGER_GREEDY = 0, LINEAR_MEMORY_MANAGER = 1 } memory_man
 
 class TensorBase {
 public:
+    int get_size();
     int get_bytes();
+    std::vector<int> get_shape();
     virtual void *get_element_ptr();
     int get_exponent();
     dtype_t get_dtype();

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #define MALLOC_CAP_SPIRAM (1 << 10)
 #define MALLOC_CAP_INTERNAL (1 << 11)
+#define MALLOC_CAP_DEFAULT (1 << 12)
 #ifdef __cplusplus
 extern "C" {
 #endif
