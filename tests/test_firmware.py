@@ -220,7 +220,7 @@ def test_board_test_is_skipped_without_a_board():
 
 
 def test_firmware_project_follows_esp_idf_conventions():
-    for path in ("CMakeLists.txt", "main/CMakeLists.txt", "main/idf_component.yml", "main/app_main.cpp",
+    for path in ("CMakeLists.txt", "main/CMakeLists.txt", "main/idf_component.yml", "main/app_main.cpp", "main/Kconfig.projbuild",
                  "sdkconfig.defaults", "sdkconfig.defaults.esp32s3", "sdkconfig.defaults.esp32p4", "partitions.csv",
                  "pytest_streaming.py", "README.md"):
         assert (FIRMWARE / path).is_file(), path
@@ -466,6 +466,12 @@ def test_demo_core_detects_what_python_detects_on_the_three_keyword_stream(host_
     for (_, _, time_s, score), d in zip(found, reference.detections):
         assert time_s == d.time_s and score == pytest.approx(d.score, rel=1e-12, abs=1e-12)
     assert reference.detections, "a comparison without detections would prove little"
+    # timing by the oracle's clock: chunk k (from 1) "computes" 1000 + 37 * (k % 5) us, the front end nothing
+    chunks = n_frames // reference.chunk
+    spent = [1000 + 37 * (k % 5) for k in range(1, chunks + 1)]
+    audio_s = chunks * reference.chunk / float(reference.meta["frames_per_second"])
+    assert (f"latency us min/median/max {min(spent)}/{int(np.median(spent))}/{max(spent)}, "
+            f"real-time factor {sum(spent) * 1e-6 / audio_s:.4f}") in out
 
 
 def test_demo_core_frames_the_same_in_any_block_size(host_build, tmp_path):
