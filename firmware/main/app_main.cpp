@@ -38,8 +38,10 @@ extern const uint8_t packed_models[] asm("_binary_models_espdl_start");
 extern const uint8_t packed_models_end[] asm("_binary_models_espdl_end");
 extern const uint8_t vectors_start[] asm("_binary_streaming_vectors_bin_start");
 extern const uint8_t vectors_end[] asm("_binary_streaming_vectors_bin_end");
+#if !CONFIG_ESPDL_DEMO_AUDIO_MIC
 extern const uint8_t demo_wav_start[] asm("_binary_demo_audio_wav_start");  // main/CMakeLists.txt: ESPDL_DEMO_WAV
 extern const uint8_t demo_wav_end[] asm("_binary_demo_audio_wav_end");
+#endif
 
 namespace {
 
@@ -289,31 +291,6 @@ void print_timing(const kws_stream::KeywordStream &stream, size_t detections)
            (unsigned long long)t.detector_us, t.real_time_factor());
 }
 
-// The WAV linked into flash (main/CMakeLists.txt), as fast as the chip computes it.
-bool stream_wav(kws_stream::KeywordStream &stream, int sample_rate, size_t &detections)
-{
-    kws_stream::WavAudio wav;
-    std::string error;
-    if (!kws_stream::parse_wav(demo_wav_start, size_t(demo_wav_end - demo_wav_start), wav, error)) {
-        printf("KWS FAIL: the embedded WAV: %s\n", error.c_str());
-        return false;
-    }
-    if (wav.sample_rate != uint32_t(sample_rate)) {
-        printf("KWS FAIL: the embedded WAV is %lu Hz, the model's front end takes %d Hz: convert it (sox in.wav -r %d "
-               "out.wav) and build with -DESPDL_DEMO_WAV=out.wav\n", (unsigned long)wav.sample_rate, sample_rate,
-               sample_rate);
-        return false;
-    }
-    printf("KWS: the embedded WAV, %zu samples (%.2f s)\n", wav.samples, double(wav.samples) / sample_rate);
-    std::vector<int16_t> block(kBlockSamples);
-    for (size_t first = 0; first < wav.samples; first += kBlockSamples) {
-        size_t n = std::min(kBlockSamples, wav.samples - first);
-        wav.copy(first, n, block.data());
-        if (!stream_block(stream, block.data(), n, detections)) return false;
-    }
-    return true;
-}
-
 #if CONFIG_ESPDL_DEMO_AUDIO_MIC
 // The ESP32-P4-Function-EV-Board's microphone: an ES8311 codec (I2C address 0x30 in 8-bit form,
 // ES8311_CODEC_DEFAULT_ADDR) whose ADC sends 16-bit samples over I2S, the ESP32-P4 the I2S master with MCLK.
@@ -404,6 +381,31 @@ bool stream_microphone(kws_stream::KeywordStream &stream, int sample_rate, size_
             print_timing(stream, detections);
             next_report += 10 * uint64_t(sample_rate);
         }
+    }
+    return true;
+}
+#else
+// The WAV linked into flash (main/CMakeLists.txt), as fast as the chip computes it.
+bool stream_wav(kws_stream::KeywordStream &stream, int sample_rate, size_t &detections)
+{
+    kws_stream::WavAudio wav;
+    std::string error;
+    if (!kws_stream::parse_wav(demo_wav_start, size_t(demo_wav_end - demo_wav_start), wav, error)) {
+        printf("KWS FAIL: the embedded WAV: %s\n", error.c_str());
+        return false;
+    }
+    if (wav.sample_rate != uint32_t(sample_rate)) {
+        printf("KWS FAIL: the embedded WAV is %lu Hz, the model's front end takes %d Hz: convert it (sox in.wav -r %d "
+               "out.wav) and build with -DESPDL_DEMO_WAV=out.wav\n", (unsigned long)wav.sample_rate, sample_rate,
+               sample_rate);
+        return false;
+    }
+    printf("KWS: the embedded WAV, %zu samples (%.2f s)\n", wav.samples, double(wav.samples) / sample_rate);
+    std::vector<int16_t> block(kBlockSamples);
+    for (size_t first = 0; first < wav.samples; first += kBlockSamples) {
+        size_t n = std::min(kBlockSamples, wav.samples - first);
+        wav.copy(first, n, block.data());
+        if (!stream_block(stream, block.data(), n, detections)) return false;
     }
     return true;
 }
