@@ -395,39 +395,36 @@ def _fbank_config(settings: dict):
 
 
 class DemoReference:
-    """The Python side of the demo for one model: the front end's features of a WAV, the ESP-DL emulator chunk by
-    chunk on them (the input quantized as `export-espdl stream --espdl` quantizes it) and the detector's detections;
-    `write` puts them where kws_check reads them."""
+    """The Python side of the demo for one model, as `export-espdl stream --espdl` runs it: the front end's features
+    of a WAV, the emulated streaming model chunk by chunk (EmulatedSession) and the detector (KeywordSpotter). The
+    integers the emulator is fed and gives back are recorded on the way; `write` puts them where kws_check reads
+    them."""
 
     def __init__(self, models_dir: Path, target: str, features=None, chunks: int | None = None):
         from espdl_stream.calibration.frontend import fbank
         from espdl_stream.calibration.loaders import read_wav
-        from espdl_stream.export.detector import Detector, DetectorConfig
-        from espdl_stream.export.emulator import NP_TYPES, Emulator
+        from espdl_stream.export.detector import DetectorConfig
+        from espdl_stream.export.runtime import EmulatedSession, KeywordSpotter
 
         self.target = target
-        self.espdl = read_espdl(models_dir / "streaming_model.espdl")
+        path = models_dir / "streaming_model.espdl"
+        self.espdl = read_espdl(path)
         self.meta = self.espdl.metadata
         self.frontend = _fbank_config(json.loads(self.meta["frontend"]))
         samples, _ = read_wav(DEMO_WAV)
         self.features = fbank(samples, self.frontend) if features is None else features  # [mel bins, frames]
-        emulator = Emulator(self.espdl, target)
-        x = self.espdl.inputs["x"]
-        self.chunk = x.dims[1]
-        dtype = NP_TYPES[x.dtype]
+        spotter = KeywordSpotter(EmulatedSession(path, target), DetectorConfig.from_json(self.meta["detector"]))
+        emulator, runs = spotter.session.emulator, []
+        run = emulator.run
+        emulator.run = lambda inputs, keep_all=False: runs.append((inputs, run(inputs, keep_all))) or runs[-1][1]
+        self.chunk = spotter.session.chunk
         n = self.features.shape[1] // self.chunk if chunks is None else chunks
-        inputs = []
-        for k in range(n):
-            scaled = self.features[:, k * self.chunk : (k + 1) * self.chunk].T[None] * np.float32(2.0 ** -x.exponent)
-            inputs.append({"x": np.clip(emulator.rounding.round(scaled), np.iinfo(dtype).min, np.iinfo(dtype).max)
-                           .astype(dtype)})
-        outputs = emulator.stream(inputs)
-        self.vectors = VectorFile([VectorTensor("x", ROLE_INPUT, x.exponent, [i["x"] for i in inputs])] +
-                                  [VectorTensor(name, ROLE_OUTPUT, info.exponent, [o[name] for o in outputs])
+        self.detections = [d for k in range(n)
+                           for d in spotter.process(self.features[:, k * self.chunk : (k + 1) * self.chunk])]
+        self.vectors = VectorFile([VectorTensor("x", ROLE_INPUT, self.espdl.inputs["x"].exponent,
+                                                [inputs["x"] for inputs, _ in runs])] +
+                                  [VectorTensor(name, ROLE_OUTPUT, info.exponent, [out[name] for _, out in runs])
                                    for name, info in self.espdl.outputs.items()])
-        detector = Detector(DetectorConfig.from_json(self.meta["detector"]))
-        scale = np.float32(2.0 ** self.espdl.outputs["y"].exponent)
-        self.detections = [d for o in outputs for d in detector.process((o["y"][0].astype(np.float32) * scale).T)]
 
     def write(self, tmp_path: Path, frontend: str | None = None, wav: Path = DEMO_WAV) -> list[str]:
         """kws_check's arguments before the options."""
