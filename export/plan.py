@@ -51,7 +51,7 @@ class Verdict:
 
     @property
     def text(self) -> str:
-        return {STREAMS: "streams as is", CACHE: f"needs a cache of {self.frames} frames", STATE: "carries state",
+        return {STREAMS: "streams as is", CACHE: f"needs a cache of {self.frames} frame{'s' * (self.frames != 1)}", STATE: "carries state",
                 REFUSED: "unsupported"}[self.kind]
 
 
