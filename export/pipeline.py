@@ -229,12 +229,7 @@ def export_streaming(
     log = io.StringIO()
     clips = calibration[: config.calib_steps]
     with progress.stage(f"quantizing for {config.target} {config.width} on {len(clips)} calibration clips"):
-        calib_inputs = []
-        for i, clip in enumerate(clips):  # states: the float model's at the end of the previous clip
-            states = run_float(clips[i - 1]) if i and plan.recurrent else {}
-            calib_inputs.append({x_name: _tensor(clip[None]), **{
-                state_in: _tensor(states[state_out]) if states else zero_states[state_in]
-                for state_out, state_in in plan.state_pairs}})
+        calib_inputs = _calibration_inputs(clips, plan, run_float, zero_states)
 
         def quantize(int16_ops: tuple[str, ...] = ()) -> ppq.Quantized:
             return ppq.quantize(offline_onnx, calib_inputs, config.target, config.base_bits, log,
@@ -258,21 +253,7 @@ def export_streaming(
 
     test_clip = verification[0]
     test_inputs = {x_name: _tensor(test_clip[None]), **zero_states}
-    metadata = {
-        "espdl_stream.version": __version__,
-        "model": model_name,
-        "target": config.target,
-        "chunk_frames": str(config.chunk),
-        "offline_frames": str(config.frames),
-        "frame_axis": "",  # of x in the file, known once esp-ppq has laid it out
-        "total_stride": str(plan.total_stride),
-        "frames_per_second": f"{frontend.frames_per_second:g}",
-        "caches": json.dumps([{"consumer": s.consumer, "window": s.window} for s in plan.sites]),
-        "state_pairs": json.dumps([list(pair) for pair in plan.state_pairs]),  # output -> input, copied after each chunk
-        "frontend": json.dumps(frontend.to_dict(), sort_keys=True),
-        **({"detector": detector.to_json()} if detector else {}),
-        integrity.STAMP_KEY: integrity.PLACEHOLDER,  # integrity.stamp() writes the file's CRC-32 here
-    }
+    metadata = _metadata(model_name, config, plan, frontend, detector)
     # one id in both files, the vectors and the report: a checker refuses a set from different exports
     export_id = integrity.export_id(offline_onnx.graph.SerializeToString(), np.ascontiguousarray(clips).tobytes(),
                                     np.ascontiguousarray(test_clip).tobytes(),
@@ -389,21 +370,9 @@ def export_streaming(
                 "timings_s": {**progress.timings, "total": round(time.perf_counter() - started, 3)},
                 "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             }
-            shown = plan.frame_outputs[0]  # the test clip's first per-frame output, [channels, frames]
-            layout, scale = layouts[shown.name], 2.0 ** file_exponents[shown.name]
-
-            def over_time(graph_value: np.ndarray) -> np.ndarray:
-                return np.moveaxis(graph_value, shown.time_axis, -1).reshape(-1, graph_value.shape[shown.time_axis])
-
-            trace = ClipTrace(
-                float=over_time(float_full[0][shown.name]),
-                offline=over_time(ppq.from_file_layout(emulated[shown.name], layout) * scale),
-                streaming=over_time(ppq.from_file_layout(np.concatenate(
-                    [r[shown.name] for r in streamed], axis=layout.index(shown.time_axis)), layout) * scale),
-                frames_per_chunk=config.chunk // shown.stride,
-                seconds_per_frame=shown.stride / frontend.frames_per_second,
-                labels=evaluation.classes if evaluation is not None else (),
-            )
+            trace = _test_clip_trace(plan, layouts[plan.frame_outputs[0].name], file_exponents, float_full[0],
+                                     emulated, streamed, config.chunk, frontend,
+                                     evaluation.classes if evaluation is not None else ())
             write_page(report, trace, staging / REPORT_PAGE)
             report["files"] = {p.name: _file_entry(p, stamps.get(p.name)) for p in sorted(staging.iterdir())}
             report_text = json.dumps(report, indent=2) + "\n"
@@ -417,6 +386,58 @@ def export_streaming(
         (out_dir / FAILED_REPORT_FILE).unlink(missing_ok=True)
         (out_dir / FAILED_REPORT_PAGE).unlink(missing_ok=True)
     return ExportResult(report, checks, out_dir)
+
+
+def _calibration_inputs(clips: np.ndarray, plan: StreamingPlan, run_float, zero_states: dict) -> list[dict]:
+    """esp-ppq's calibration feed; a recurrent model's states are the float model's at the end of the previous clip,
+    so the state inputs calibrate on values they will see, not on zeros."""
+    inputs = []
+    for i, clip in enumerate(clips):
+        states = run_float(clips[i - 1]) if i and plan.recurrent else {}
+        inputs.append({INPUT_NAME: _tensor(clip[None]), **{
+            state_in: _tensor(states[state_out]) if states else zero_states[state_in]
+            for state_out, state_in in plan.state_pairs}})
+    return inputs
+
+
+def _metadata(model_name: str, config: ExportConfig, plan: StreamingPlan, frontend: FbankConfig,
+              detector: DetectorConfig | None) -> dict[str, str]:
+    """What both .espdl files carry for the firmware and the checkers (the export id is added once it is known)."""
+    return {
+        "espdl_stream.version": __version__,
+        "model": model_name,
+        "target": config.target,
+        "chunk_frames": str(config.chunk),
+        "offline_frames": str(config.frames),
+        "frame_axis": "",  # of x in the file, known once esp-ppq has laid it out
+        "total_stride": str(plan.total_stride),
+        "frames_per_second": f"{frontend.frames_per_second:g}",
+        "caches": json.dumps([{"consumer": s.consumer, "window": s.window} for s in plan.sites]),
+        "state_pairs": json.dumps([list(pair) for pair in plan.state_pairs]),  # output -> input, copied after each chunk
+        "frontend": json.dumps(frontend.to_dict(), sort_keys=True),
+        **({"detector": detector.to_json()} if detector else {}),
+        integrity.STAMP_KEY: integrity.PLACEHOLDER,  # integrity.stamp() writes the file's CRC-32 here
+    }
+
+
+def _test_clip_trace(plan: StreamingPlan, layout: tuple, file_exponents: dict, float_outputs: dict, emulated: dict,
+                     streamed: list[dict], chunk: int, frontend: FbankConfig, labels: tuple) -> ClipTrace:
+    """The report page's plot: the test clip's first per-frame output over time, float, offline and streaming."""
+    shown = plan.frame_outputs[0]
+    scale = 2.0 ** file_exponents[shown.name]
+
+    def over_time(graph_value: np.ndarray) -> np.ndarray:
+        return np.moveaxis(graph_value, shown.time_axis, -1).reshape(-1, graph_value.shape[shown.time_axis])
+
+    return ClipTrace(
+        float=over_time(float_outputs[shown.name]),
+        offline=over_time(ppq.from_file_layout(emulated[shown.name], layout) * scale),
+        streaming=over_time(ppq.from_file_layout(np.concatenate(
+            [r[shown.name] for r in streamed], axis=layout.index(shown.time_axis)), layout) * scale),
+        frames_per_chunk=chunk // shown.stride,
+        seconds_per_frame=shown.stride / frontend.frames_per_second,
+        labels=labels,
+    )
 
 
 def _parameters(source: Intake) -> int:
