@@ -278,11 +278,13 @@ bool stream_block(kws_stream::KeywordStream &stream, const int16_t *samples, siz
     return ok;
 }
 
-void print_timing(const kws_stream::KeywordStream &stream, size_t detections)
+// `heading`: "KWS DONE" at the end of the audio, "KWS" for the microphone's reports every 10 s (each report covers
+// the chunks since the one before: the record stays bounded however long the microphone runs).
+void print_timing(const char *heading, const kws_stream::KeywordStream &stream, size_t detections)
 {
     const kws_stream::Timing &t = stream.timing();
-    printf("KWS DONE: %zu detections in %lu chunks (%.2f s of audio)\n", detections, (unsigned long)stream.chunks(),
-           t.audio_s);
+    printf("%s: %zu detections in %lu chunks (%.2f s of audio)\n", heading, detections,
+           (unsigned long)t.chunk.samples_us.size(), t.audio_s);
     printf("latency per chunk (its frames' Fbank, the model, the detector): min %llu us, median %llu us, max %llu us\n",
            (unsigned long long)t.chunk.min_us(), (unsigned long long)t.chunk.median_us(),
            (unsigned long long)t.chunk.max_us());
@@ -378,7 +380,9 @@ bool stream_microphone(kws_stream::KeywordStream &stream, int sample_rate, size_
         if (!stream_block(stream, block.data(), block.size(), detections)) return false;
         heard += block.size();
         if (heard >= next_report) {
-            print_timing(stream, detections);
+            print_timing("KWS", stream, detections);
+            stream.restart_timing();
+            detections = 0;
             next_report += 10 * uint64_t(sample_rate);
         }
     }
@@ -446,7 +450,7 @@ bool keyword_demo()
 #else
     bool ok = stream_wav(stream, f.sample_rate, detections);
 #endif
-    if (ok) print_timing(stream, detections);
+    if (ok) print_timing("KWS DONE", stream, detections);
     model->reset();
     delete model;
     return ok;

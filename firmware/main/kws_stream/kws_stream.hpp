@@ -121,7 +121,10 @@ public:
     bool push(const int16_t *samples, size_t count, std::vector<kws::Detection> &found, std::string &error);
 
     void reset();  // a new stream: the model's caches (port.reset()), states, detector, framing
-    const Timing &timing() const { return timing_; }
+    // A new measuring window, the stream going on: a stream without end (the microphone) keeps its timing record
+    // bounded by restarting it after each report.
+    void restart_timing() { timing_ = Timing(); }
+    const Timing &timing() const { return timing_; }  // since reset() or restart_timing()
     uint32_t chunks() const { return chunks_; }
     long frames() const { return frames_; }
     const kws::DetectorConfig &detector() const { return detector_.config(); }
