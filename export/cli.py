@@ -351,8 +351,9 @@ def _spotter(args: argparse.Namespace, frontend: FbankConfig):
         path = args.espdl / STREAMING_FILE
         settings = _require_streaming_export(path, frontend.n_mels).metadata.get("detector")
         if settings is None:
-            raise ExportError(f"{path} has no keyword detector in its metadata: export a shipped model with its "
-                              "trained weights (export-espdl --model tcn) to stream it")
+            raise ExportError(f"{path} has no keyword detector in its metadata: `stream` plays keyword spotters (the "
+                              "shipped models carry theirs; the Python API's export_streaming(..., detector=) gives "
+                              "yours one); `export-espdl verify` checks any export")
         session = EmulatedSession(path)
         if args.chunk not in (None, session.chunk):
             raise ExportError(f"--chunk {args.chunk}: {path} takes chunks of {session.chunk} frames; leave --chunk "
