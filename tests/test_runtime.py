@@ -124,6 +124,28 @@ def test_a_stream_without_a_detector_is_refused_in_one_line(tmp_path, capsys):
     assert "has no keyword detector in its metadata" in err and "\n" not in err
 
 
+def test_a_users_model_streams_with_the_detector_it_was_exported_with(tmp_path, capsys):
+    """export_streaming(detector=) puts the user's detector into the file; stream --espdl follows it. A threshold of
+    0 fires whenever the refractory time allows: one detection every R + 1 = 11 output frames."""
+    from user_models import Activation
+
+    from espdl_stream.calibration import synthetic_features
+    from espdl_stream.export import ExportConfig, export_streaming
+    from espdl_stream.export.detector import DetectorConfig
+
+    torch.manual_seed(0)
+    clips = synthetic_features(6, 96, seed=0)
+    classes = tuple(f"class{i}" for i in range(12))
+    detector = DetectorConfig(classes, ("class3",), (0.0,), 1, 10, 0.01)
+    assert export_streaming(Activation(torch.nn.ReLU()).eval(), clips, clips[:2], ExportConfig(calib_steps=4),
+                            tmp_path, detector=detector).passed
+    assert main(["stream", str(EXAMPLES / "yes_go_stop.wav"), "--espdl", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    found = re.findall(r"^class3 at (\d+\.\d\d) s", out, re.M)
+    assert len(found) == 72 and "72 detections; 99 chunks" in out  # 792 output frames, one in every 11
+    assert found[:2] == ["0.01", "0.12"]
+
+
 @pytest.mark.parametrize("make,message", [
     (lambda p: write_wav(p / "x.wav", np.zeros(8000), rate=8000), "8000 Hz audio; the front end takes 16000 Hz"),
     (lambda p: write_wav(p / "x.wav", np.zeros(0)), "no usable audio"),
