@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import EXAMPLES
+
 from espdl_stream.export import integrity
 from espdl_stream.export.espdl_file import read_espdl
 from espdl_stream.export.cli import main as export_main
@@ -25,7 +27,7 @@ FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 HOST_TEST = FIRMWARE / "host_test"
 MODELS = FIRMWARE / "main" / "models"
 COMMITTED = {target: MODELS / "tcn" / target for target in ("esp32s3", "esp32p4")}
-DEMO_WAV = FIRMWARE.parent / "examples" / "yes_go_stop.wav"  # the keyword demo's default audio
+DEMO_WAV = FIRMWARE / "main" / "audio" / "yes_go_stop.wav"  # the keyword demo's default audio
 SHIPPED_FILES = ("model.espdl", "streaming_model.espdl", "streaming_vectors.bin")
 CODE_BUDGET = 2 * 1024 * 1024  # ESP-IDF, ESP-DL and the app: generous, the packed models come on top
 # tools/cmake/build.cmake: every ESP-IDF release's warning flags (5.3: -Werror=all; 5.4 on: -Werror -Wno-error=extra),
@@ -329,13 +331,14 @@ def test_embedding_steps_build_and_the_boot_check_passes(tmp_path):
     assert packed == packer.pack([MODELS / "gru" / "esp32p4" / n for n in ("model.espdl", "streaming_model.espdl")])
     assert "16-byte aligned" in done.stdout and "NOT" not in done.stdout
     assert done.stdout.count("INTEGRITY PASS") == 2 and "VECTORS PASS: 12 chunks" in done.stdout
-    assert "WAV PASS: 128000 samples at 16000 Hz" in done.stdout  # examples/yes_go_stop.wav, the default
+    assert "WAV PASS: 128000 samples at 16000 Hz" in done.stdout  # main/audio/yes_go_stop.wav, the default
 
 
 def _copy_of_main(tmp_path: Path, target: str) -> Path:
     main = tmp_path / "main"
     (main / "models" / "tcn").mkdir(parents=True)
     shutil.copy(FIRMWARE / "main" / "CMakeLists.txt", main)
+    shutil.copytree(FIRMWARE / "main" / "audio", main / "audio")  # the default WAV travels with the component
     shutil.copytree(MODELS / "tcn" / target, main / "models" / "tcn" / target)
     return main
 
@@ -347,14 +350,14 @@ def test_embedding_without_cmake_dir_fails_as_with_esp_dl(tmp_path):
     fixed = "set(cmake_dir ${espdl_dir}/fbs_loader/cmake)\ninclude(${cmake_dir}/utilities.cmake)"
     assert fixed in cmake.read_text()
     cmake.write_text(cmake.read_text().replace(fixed, "include(${espdl_dir}/fbs_loader/cmake/utilities.cmake)"))
-    built = _embed(tmp_path, "tcn", "esp32s3", main, f"-DESPDL_DEMO_WAV={DEMO_WAV}")
+    built = _embed(tmp_path, "tcn", "esp32s3", main)
     assert built.returncode != 0
     assert "/data_file_embed_asm_aligned.cmake', needed by 'models.espdl.S', missing" in built.stdout + built.stderr
 
 
 def test_embedding_links_the_wav_the_build_names_and_refuses_a_missing_one(tmp_path):
     main = _copy_of_main(tmp_path, "esp32s3")
-    assert _embed(tmp_path, "tcn", "esp32s3", main, f"-DESPDL_DEMO_WAV={DEMO_WAV.parent / 'stop.wav'}").returncode == 0
+    assert _embed(tmp_path, "tcn", "esp32s3", main, f"-DESPDL_DEMO_WAV={EXAMPLES / 'stop.wav'}").returncode == 0
     done = subprocess.run([str(tmp_path / "build" / "embedded_check")], capture_output=True, text=True)
     assert "WAV PASS: 16000 samples at 16000 Hz" in done.stdout, done.stdout
     missing = tmp_path / "nothing.wav"
@@ -370,7 +373,7 @@ def test_boot_check_refuses_a_model_with_one_flipped_byte(tmp_path):
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0x01  # a weight
     model.write_bytes(bytes(data))
-    assert _embed(tmp_path, "tcn", "esp32s3", main, f"-DESPDL_DEMO_WAV={DEMO_WAV}").returncode == 0
+    assert _embed(tmp_path, "tcn", "esp32s3", main).returncode == 0  # a copy of main/ builds with its defaults
     done = subprocess.run([str(tmp_path / "build" / "embedded_check"), *stamps], capture_output=True, text=True)
     assert done.returncode == 1
     assert "INTEGRITY FAIL: model.espdl: CRC-32" in done.stdout and "INTEGRITY PASS: streaming_model.espdl" in done.stdout
