@@ -45,7 +45,7 @@ import numpy as np
 
 from .frontend import FbankConfig, fbank
 from .loaders import read_wav, resample
-from .shipped import SHIPPED, pack_features
+from .shipped import DATA, pack_features
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 CLASSES = (*KEYWORDS, "unknown", "silence")
@@ -373,7 +373,7 @@ def eval_clips(pool: list[Utterance], noise: NoiseBank, rng: np.random.Generator
 def ship_small_sets(pool: list[Utterance], train_recordings: list[np.ndarray], test_noise: NoiseBank,
                     rng: np.random.Generator, config: FbankConfig) -> dict:
     """calibration.npz: windows of recorded training speech and synthetic clips; kws_eval.npz: test-voice clips."""
-    SHIPPED.mkdir(parents=True, exist_ok=True)
+    DATA.mkdir(parents=True, exist_ok=True)
     windows = []
     for recording in train_recordings:
         f = fbank(recording, config)
@@ -383,7 +383,7 @@ def ship_small_sets(pool: list[Utterance], train_recordings: list[np.ndarray], t
     words = [pool[i] for i in rng.permutation(len(pool))[:32]]
     synthetic = [fbank(make_clip(u.samples, train_noise.sample(rng), rng), config)[:, :FRAMES] for u in words]
     calibration = np.concatenate([np.stack(windows), np.stack(synthetic)]).astype(np.float16)
-    np.savez_compressed(SHIPPED / "calibration.npz", features=calibration,
+    np.savez_compressed(DATA / "calibration.npz", features=calibration,
                         source=np.array(["recorded"] * len(windows) + ["synthetic"] * len(synthetic)))
     return {"calibration_recorded": len(windows), "calibration_synthetic": len(synthetic)}
 
@@ -425,7 +425,7 @@ def generate(out: Path, seed: int, config: FbankConfig = FbankConfig(), hours: f
                                {**info, "recorded_seconds": round(sum(len(r) for r in recordings["test"]) / SAMPLE_RATE, 1)})
         negatives.save(out / "test_negative.npz")
         clips = eval_clips(test_pool, noise, rng, config)
-        np.savez_compressed(SHIPPED / "kws_eval.npz", **pack_features(clips["features"]), labels=clips["labels"],
+        np.savez_compressed(DATA / "kws_eval.npz", **pack_features(clips["features"]), labels=clips["labels"],
                             voices=clips["voices"], classes=np.array(CLASSES))
         summary.update(test_keywords=int((positives.segments[:, 1] != UNKNOWN).sum()),
                        test_keyword_minutes=round(positives.seconds / 60, 1),

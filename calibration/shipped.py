@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = SHIPPED = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parent / "data"  # the shipped calibration and evaluation sets
 # The evaluation clips' features are stored as integer multiples of this step (1/32 of a natural-log unit,
 # 0.14 dB), LZMA-compressed: the decoded values are the data, exactly, in a file well under 5 MB.
 FEATURE_STEP = 1 / 32
