@@ -19,7 +19,6 @@ import numpy as np
 from ..calibration import LabeledClips
 from ..models import clip_decision
 from .emulator import Emulator
-from .emulator.core import saturate
 from .intake import INPUT_NAME, OUTPUT_NAME
 from .ppq import from_file_layout, to_file_layout
 from .verify import Check, snr_db
@@ -66,13 +65,6 @@ def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, classes: int) ->
 
 
 # ---------------------------------------------------------------- decisions of the written files
-def quantize_input(emulator: Emulator, name: str, values: np.ndarray) -> np.ndarray:
-    """Float features to the integers the firmware hands ESP-DL: rounded as the chip rounds, saturated."""
-    tensor = emulator.file.inputs[name]
-    scaled = np.asarray(values, np.float32) * np.float32(2.0 ** -tensor.exponent)
-    return saturate(emulator.rounding.round(scaled), tensor.dtype)
-
-
 def _runs(perm: tuple[int, ...]) -> tuple[int, ...]:
     """A file layout for a stack of runs: the runs axis first, then the tensor's own."""
     return (0, *(axis + 1 for axis in perm))
@@ -88,7 +80,7 @@ def emulated_offline(emulator: Emulator, clips: np.ndarray, layouts: dict[str, t
     """Frame logits [clips, classes, frames] of the offline file, every clip from zero state, all clips at once.
 
     layouts: how the file lays out x and y (ppq.export_espdl's answer)."""
-    x = quantize_input(emulator, INPUT_NAME, to_file_layout(clips[:, None], _runs(layouts[INPUT_NAME])))
+    x = emulator.quantize(INPUT_NAME, to_file_layout(clips[:, None], _runs(layouts[INPUT_NAME])))
     states = {name: emulator.zeros(name, len(clips)) for name in emulator.file.inputs if name != INPUT_NAME}
     return _dequantized_logits(emulator, emulator.run_batch({INPUT_NAME: x, **states})[OUTPUT_NAME], layouts[OUTPUT_NAME])
 
@@ -96,7 +88,7 @@ def emulated_offline(emulator: Emulator, clips: np.ndarray, layouts: dict[str, t
 def emulated_streaming(emulator: Emulator, clips: np.ndarray, chunk: int, layouts: dict[str, tuple[int, ...]]) -> np.ndarray:
     """Frame logits [clips, classes, frames] of the streaming file fed chunk by chunk (state copied back), all
     clips at once."""
-    x = quantize_input(emulator, INPUT_NAME, to_file_layout(clips[:, None], _runs(layouts[INPUT_NAME])))
+    x = emulator.quantize(INPUT_NAME, to_file_layout(clips[:, None], _runs(layouts[INPUT_NAME])))
     frames = layouts[INPUT_NAME].index(2) + 1  # the graph's frame axis, in the file, after the runs axis
     chunks = [{INPUT_NAME: np.take(x, range(k, k + chunk), axis=frames)} for k in range(0, x.shape[frames], chunk)]
     outputs = emulator.stream_batch(chunks)

@@ -242,7 +242,7 @@ def export_streaming(
         """The written offline file's per-layer errors on the verification clips."""
         emulator = Emulator(read_espdl(path), config.target)
         float_inputs = [{x_name: c[None], **{n: v.numpy() for n, v in zero_states.items()}} for c in verification]
-        file_inputs = [{x_name: accuracy.quantize_input(emulator, x_name, ppq.to_file_layout(c[None], layouts[x_name])),
+        file_inputs = [{x_name: emulator.quantize(x_name, ppq.to_file_layout(c[None], layouts[x_name])),
                         **{n: emulator.zeros(n) for n in zero_states}} for c in verification]
         return per_layer_errors(emulator, offline_onnx, layouts, float_inputs, file_inputs)
 

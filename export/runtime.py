@@ -156,14 +156,13 @@ class EmulatedSession:
     """The same interface over the written streaming .espdl in the ESP-DL emulator: what the chip computes."""
 
     def __init__(self, streaming_espdl, target: str | None = None, frames_per_second: float | None = None):
-        from .emulator import NP_TYPES, Emulator  # here, so the float runtime never loads the emulator
+        from .emulator import Emulator  # here, so the float runtime never loads the emulator
         from .espdl_file import read_espdl
 
         espdl = read_espdl(streaming_espdl)
         self.emulator = Emulator(espdl, target or espdl.metadata.get("target"))
         x = espdl.inputs[INPUT_NAME]
-        self.chunk, self.n_mels, self.exponent = x.dims[1], x.dims[2], x.exponent
-        self.input_dtype = NP_TYPES[x.dtype]
+        self.chunk, self.n_mels = x.dims[1], x.dims[2]
         self.output_exponent = espdl.outputs[OUTPUT_NAME].exponent
         self.pairs = self.emulator.state_pairs()
         fps = frames_per_second or float(espdl.metadata.get("frames_per_second", 100))
@@ -178,9 +177,7 @@ class EmulatedSession:
     def process(self, chunk: np.ndarray) -> np.ndarray:
         if chunk.shape != (self.n_mels, self.chunk):
             raise ValueError(f"a chunk must be [{self.n_mels} mel bins, {self.chunk} frames], got {list(chunk.shape)}")
-        info = np.iinfo(self.input_dtype)
-        scaled = np.asarray(chunk, np.float32).T[None] * np.float32(2.0 ** -self.exponent)
-        x = np.clip(self.emulator.rounding.round(scaled), info.min, info.max).astype(self.input_dtype)
+        x = self.emulator.quantize(INPUT_NAME, np.asarray(chunk, np.float32).T[None])
         start = time.perf_counter()
         out = self.emulator.run({INPUT_NAME: x, **self.states})
         self.stats.latencies_s.append(time.perf_counter() - start)

@@ -83,8 +83,8 @@ def test_features_are_quantized_as_each_chip_rounds(tmp_path):
     espdl = read_espdl(tmp_path / "m.espdl")
     step = 2.0 ** espdl.inputs["x"].exponent
     values = np.array([[[0.5 * step, 1.5 * step, 2.5 * step, -0.5 * step, 1000.0]]], np.float32)
-    assert accuracy.quantize_input(Emulator(espdl, "esp32s3"), "x", values).tolist() == [[[1, 2, 3, 0, 127]]]
-    assert accuracy.quantize_input(Emulator(espdl, "esp32p4"), "x", values).tolist() == [[[0, 2, 2, 0, 127]]]
+    assert Emulator(espdl, "esp32s3").quantize("x", values).tolist() == [[[1, 2, 3, 0, 127]]]
+    assert Emulator(espdl, "esp32p4").quantize("x", values).tolist() == [[[0, 2, 2, 0, 127]]]
 
 
 # ---------------------------------------------------------------- the mixed-precision search
@@ -123,7 +123,7 @@ def _layer_errors(proto, zeros, q, path, clips, target="esp32s3", edit=None):
         edit(espdl)
     emulator = Emulator(espdl, target)
     float_inputs = [{"x": c[None], **{n: v.numpy() for n, v in zeros.items()}} for c in clips]
-    file_inputs = [{"x": accuracy.quantize_input(emulator, "x", c.T[None]), **{n: emulator.zeros(n) for n in zeros}}
+    file_inputs = [{"x": emulator.quantize("x", c.T[None]), **{n: emulator.zeros(n) for n in zeros}}
                    for c in clips]
     return per_layer_errors(emulator, proto, layouts, float_inputs, file_inputs)
 

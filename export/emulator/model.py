@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..espdl_file import EspdlFile, read_espdl
-from .core import NP_TYPES, QUANT_BITS, REGISTRY, TARGETS, Context, EmulatorError, oversized, rounding_for
+from .core import NP_TYPES, QUANT_BITS, REGISTRY, TARGETS, Context, EmulatorError, oversized, rounding_for, saturate
 
 
 def topological_order(espdl: EspdlFile) -> list[int]:
@@ -114,6 +114,13 @@ class Emulator:
         out = self.run_batch({name: np.asarray(value)[None] for name, value in inputs.items()}, keep_all,
                              {name: np.asarray(value)[None] for name, value in (forced or {}).items()})
         return {name: value[0] for name, value in out.items()}
+
+    def quantize(self, name: str, values: np.ndarray) -> np.ndarray:
+        """Float values for graph input `name` as the integers the firmware hands ESP-DL: scaled by the input's
+        exponent, rounded as this chip rounds, saturated to its type."""
+        tensor = self.file.inputs[name]
+        return saturate(self.rounding.round(np.asarray(values, np.float32) * np.float32(2.0 ** -tensor.exponent)),
+                        tensor.dtype)
 
     def zeros(self, name: str, runs: int | None = None) -> np.ndarray:
         """Zero integers for graph input `name` (a recurrent state at the start of a stream)."""
