@@ -20,6 +20,8 @@ against the bed, separated by random gaps (sometimes digital silence). Every seg
 kept, so training can build frame targets and evaluation can score detections. Written to --out (not committed):
 
     train.npz, val.npz       streams for training and for choosing the detector (SNR 0-30 dB, some without noise)
+    train_more_voices.npz    2 more hours of training streams spoken by 144 more voices (espeak-ng's other
+                             variants, training only), whose words include every near-miss word of each voice
     test_keywords.npz        held-out streams with about 1,000 keywords of test voices, every segment at 10 dB SNR
     test_negative.npz        over an hour without a keyword at 10 dB SNR: every test recording once, other words of
                              test voices, noise
@@ -55,8 +57,22 @@ UNKNOWN_WORDS = (
     "happy", "house", "tree", "wow", "learn", "follow", "forward", "backward", "visual", "marvin", "sheila",
     "yet", "now", "cup", "town", "light", "bright", "own", "cough", "top", "goal", "yellow", "note", "open",
 )
+# espeak-ng 1.51's variants beyond those of `voices()`, for `more_training_voices()`
+MORE_VARIANTS = (
+    "adam", "Alex", "Alicia", "Andrea", "Andy", "Annie", "antonio", "aunty", "belinda", "benjamin", "boris", "caleb",
+    "david", "Denis", "Diogo", "ed", "edward", "edward2", "Gene", "Gene2", "gustave", "announcer", "Henrique", "Hugo",
+    "iven", "iven2", "iven3", "iven4", "Jacky", "john", "kaukovalta", "Lee", "linda", "marcelo", "Marco", "Mario",
+    "max", "Michael", "michel", "miguel", "Mike", "Mr", "Nguyen", "pablo", "paul", "pedro", "quincy", "RicishayMax",
+    "RicishayMax2", "RicishayMax3", "rob", "robert", "steph", "steph2", "steph3", "Storm", "Tweaky", "zac", "anika",
+    "AnxiousAndy", "grandpa", "klatt3", "klatt4", "klatt5", "klatt6", "m8", "norbert", "sandro", "shelby",
+    "travis", "victor", "grandma",
+)
+# other words that sound like part of a keyword (stop/top, go/goal, yes/yet, up/cup, down/town, right/light,
+# off/cough, on/own, no/now, no/note): the false alarms a detector must learn to refuse
+NEAR_MISSES = ("top", "goal", "yet", "cup", "town", "light", "bright", "cough", "own", "now", "note")
 SAMPLE_RATE = 16000
 CLIP_SAMPLES = SAMPLE_RATE
+MORE_VOICES_HOURS = 2.0
 FRAMES = 96  # the offline length the models export with
 REAL_SPEECH = (Path("/usr/share/pocketsphinx/test/data"), Path("/usr/share/games/fillets-ng/sound"))
 SAYS_A_KEYWORD = ("goforward.raw",)  # "go forward ten meters": not negative audio
@@ -92,6 +108,15 @@ def voices() -> list[Voice]:
                                                     ("voice_cmu_us_slt_arctic_hts", "train"),
                                                     ("voice_ked_diphone", "test"))]
     return chosen
+
+
+def more_training_voices() -> list[Voice]:
+    """espeak-ng's other variants (each changes pitch, formants, breath or roughness), each on two accents:
+    training voices only. None of these names is a voice of `voices()`, so none is heard in validation or test."""
+    bases = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
+             "en-us-nyc")
+    return [Voice("espeak", f"{bases[(i + j * 3) % len(bases)]}+{variant}", "train")
+            for i, variant in enumerate(MORE_VARIANTS) for j in range(2)]
 
 
 def speak(voice: Voice, word: str, workdir: Path, rng: np.random.Generator) -> np.ndarray:
@@ -167,11 +192,13 @@ class Utterance:
     voice: str
 
 
-def word_pool(split: str, keyword_renders: int, other_words: int, workdir: Path, rng: np.random.Generator) -> list[Utterance]:
-    """Every voice of the split says every keyword `keyword_renders` times and `other_words` other words
-    (festival, slow and with few voices, half as often)."""
+def word_pool(split: str, keyword_renders: int, other_words: int, workdir: Path, rng: np.random.Generator,
+              speakers: list[Voice] | None = None, near_misses: bool = False) -> list[Utterance]:
+    """Every voice of the split (or every one of `speakers`) says every keyword `keyword_renders` times and
+    `other_words` other words (festival, slow and with few voices, half as often); with `near_misses`, also
+    each of NEAR_MISSES once."""
     pool = []
-    for voice in (v for v in voices() if v.split == split):
+    for voice in speakers or [v for v in voices() if v.split == split]:
         scale = 1 if voice.engine != "festival" else 0.5
         for label, word in enumerate(KEYWORDS):
             pool += [Utterance(label, speak(voice, word, workdir, rng), voice.key)
@@ -179,6 +206,7 @@ def word_pool(split: str, keyword_renders: int, other_words: int, workdir: Path,
         for _ in range(max(1, int(other_words * scale))):
             word = UNKNOWN_WORDS[rng.integers(len(UNKNOWN_WORDS))]
             pool.append(Utterance(UNKNOWN, speak(voice, word, workdir, rng), voice.key))
+        pool += [Utterance(UNKNOWN, speak(voice, word, workdir, rng), voice.key) for word in NEAR_MISSES if near_misses]
     return pool
 
 
@@ -220,6 +248,9 @@ class StreamRecipe:
     snr_db: tuple[float, float]
     noiseless: float = 0.0  # probability that a stream has no noise bed
     quiet_gaps: float = 0.0  # probability that a gap is digital silence
+
+
+TRAIN_RECIPE = StreamRecipe(60.0, keyword_share=0.4, recorded_share=0.3, snr_db=(0, 30), noiseless=0.1, quiet_gaps=0.1)
 
 
 def _gap(rng: np.random.Generator) -> int:
@@ -328,6 +359,22 @@ class StreamSet:
         data = np.load(path)
         return cls(data["features"], data["starts"], data["segments"], json.loads(str(data["info"])))
 
+    @classmethod
+    def join(cls, sets: list["StreamSet"]) -> "StreamSet":
+        """The streams of several sets (same front end) as one set."""
+        offsets = np.cumsum([0] + [len(s) for s in sets])
+        frames = np.cumsum([0] + [s.features.shape[1] for s in sets])
+        starts = np.concatenate([s.starts[:-1] + f for s, f in zip(sets, frames)] + [frames[-1:]])
+        segments = np.concatenate([s.segments + np.array([o, 0, 0, 0]) for s, o in zip(sets, offsets)])
+        info = {**sets[0].info, "voices": sorted({v for s in sets for v in s.info.get("voices", [])})}
+        info.pop("seconds", None)  # the joined length is the `seconds` property
+        return cls(np.concatenate([s.features for s in sets], axis=1), starts, segments, info)
+
+
+def training_streams(data: Path) -> StreamSet:
+    """Every training set in `data`: train.npz, and train_more_voices.npz where it was made."""
+    return StreamSet.join([StreamSet.load(p) for p in (data / "train.npz", data / "train_more_voices.npz") if p.is_file()])
+
 
 def stream_set(streams: list[tuple[np.ndarray, list[Segment]]], config: FbankConfig, info: dict) -> StreamSet:
     features = [fbank(audio, config) for audio, _ in streams]
@@ -402,12 +449,10 @@ def generate(out: Path, seed: int, config: FbankConfig = FbankConfig(), hours: f
         recordings = {split: [read_recording(p, workdir) for p in paths] for split, paths in recording_paths().items()}
         for split, recs in recordings.items():
             summary[f"recorded_{split}_minutes"] = round(sum(len(r) for r in recs) / SAMPLE_RATE / 60, 1)
-        train_recipe = StreamRecipe(60.0, keyword_share=0.4, recorded_share=0.3, snr_db=(0, 30), noiseless=0.1,
-                                    quiet_gaps=0.1)
         for split, minutes in (("train", 60 * hours), ("val", 60)):
             pool = word_pool(split, 6 if split == "train" else 3, 60, workdir, rng)
             noise = NoiseBank(recordings[split])
-            streams = [compose_stream(train_recipe, pool, recordings[split], noise, rng) for _ in range(int(minutes))]
+            streams = [compose_stream(TRAIN_RECIPE, pool, recordings[split], noise, rng) for _ in range(int(minutes))]
             stream_set(streams, config, {"split": split, "voices": sorted({u.voice for u in pool})}).save(out / f"{split}.npz")
             summary[f"{split}_minutes"] = minutes
             if split == "train":
@@ -430,9 +475,24 @@ def generate(out: Path, seed: int, config: FbankConfig = FbankConfig(), hours: f
         summary.update(test_keywords=int((positives.segments[:, 1] != UNKNOWN).sum()),
                        test_keyword_minutes=round(positives.seconds / 60, 1),
                        test_negative_minutes=round(negatives.seconds / 60, 1), eval_clips=len(clips["labels"]))
+        summary.update(more_voices_set(out, seed, recordings["train"], workdir, config))
     summary["seconds"] = round(time.time() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def more_voices_set(out: Path, seed: int, recordings: list[np.ndarray], workdir: Path, config: FbankConfig,
+                    hours: float = MORE_VOICES_HOURS) -> dict:
+    """train_more_voices.npz: training streams spoken by `more_training_voices()`. Its own random generator, so the
+    other sets stay what they were before it existed."""
+    rng = np.random.default_rng([seed, 1])
+    speakers = more_training_voices()
+    pool = word_pool("train", 3, 30, workdir, rng, speakers, near_misses=True)
+    noise = NoiseBank(recordings)
+    streams = [compose_stream(TRAIN_RECIPE, pool, recordings, noise, rng) for _ in range(int(60 * hours))]
+    stream_set(streams, config, {"split": "train", "voices": sorted({u.voice for u in pool})}).save(
+        out / "train_more_voices.npz")
+    return {"train_more_voices_minutes": 60 * hours, "train_more_voices": len(speakers)}
 
 
 def main(argv: list[str] | None = None) -> int:

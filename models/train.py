@@ -186,7 +186,7 @@ def validation_loss(model, streams, targets: Targets) -> float:
 
 def train(name: str, data: Path, epochs: int, scheme: str = "aligned", seed: int = 0, threads: int = 2, lanes: int = 32,
           window_s: float = 4.0, lr: float = 3e-3) -> tuple[torch.nn.Module, dict]:
-    from ..calibration.kws_data import CLASSES, StreamSet
+    from ..calibration.kws_data import CLASSES, StreamSet, training_streams
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -195,7 +195,7 @@ def train(name: str, data: Path, epochs: int, scheme: str = "aligned", seed: int
     model = build_model(name, seed, trained=False)
     stride, context = total_stride(model), 0 if hasattr(model, "recurrent_state_names") else receptive_context(model)
     window = int(window_s * 100) // stride * stride
-    train_set, val_set = StreamSet.load(data / "train.npz"), StreamSet.load(data / "val.npz")
+    train_set, val_set = training_streams(data), StreamSet.load(data / "val.npz")
     train_targets, val_targets = (stream_targets(s, CLASSES, scheme) for s in (train_set, val_set))
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-3)
     started, step, best = time.time(), 0, (np.inf, None, 0)

@@ -38,6 +38,31 @@ def test_eval_voices_are_never_heard_in_training():
     assert eval_voices and all(splits[v] == "test" for v in eval_voices)
 
 
+def test_more_training_voices_are_new_names_never_in_validation_or_test():
+    from espdl_stream.calibration.kws_data import MORE_VARIANTS, more_training_voices
+
+    more = more_training_voices()
+    assert {v.split for v in more} == {"train"} and len({v.key for v in more}) == 2 * len(MORE_VARIANTS)
+    assert not {v.key for v in more} & {v.key for v in voices()}
+    assert not set(MORE_VARIANTS) & {v.name.split("+")[1] for v in voices() if "+" in v.name}
+
+
+def test_training_reads_every_training_set_as_one():
+    from espdl_stream.calibration.kws_data import StreamSet
+
+    rng = np.random.default_rng(0)
+    info = {"frame_shift_s": 0.01, "frame_length": 400, "frame_shift": 160, "seconds": 1.0}
+    sets = [StreamSet(rng.normal(size=(40, n)).astype(np.float16), np.array(starts), np.array(segments), info)
+            for n, starts, segments in ((50, [0, 20, 50], [[0, 1, 0, 800], [1, 10, 160, 960]]),
+                                        (30, [0, 30], [[0, 3, 320, 1600]]))]
+    joined = StreamSet.join(sets)
+    assert len(joined) == 3 and joined.seconds == 0.8
+    expected = [(s, i) for s in sets for i in range(len(s))]
+    for j, (s, i) in enumerate(expected):
+        assert np.array_equal(joined.stream(j), s.stream(i))
+        assert np.array_equal(joined.stream_segments(j), s.stream_segments(i))
+
+
 def test_recordings_split_by_name_and_none_says_a_keyword():
     from espdl_stream.calibration.kws_data import SAYS_A_KEYWORD, split_of
 
@@ -82,7 +107,7 @@ def _toy_streams(tmp_path):
     from espdl_stream.calibration.kws_data import StreamSet
 
     rng = np.random.default_rng(0)
-    for split in ("train", "val"):
+    for split in ("train", "train_more_voices", "val"):
         features = rng.normal(-8, 1, (40, 4000)).astype(np.float32)
         segments = []
         for k, start in enumerate(range(100, 3900, 120)):
