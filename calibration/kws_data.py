@@ -213,9 +213,9 @@ def word_pool(split: str, keyword_renders: int, other_words: int, workdir: Path,
 def read_recording(path: Path, workdir: Path) -> np.ndarray:
     if path.suffix == ".raw":  # pocketsphinx's raw files: 16 kHz, 16-bit little-endian mono
         return np.frombuffer(path.read_bytes(), "<i2").astype(np.float32) / 32768
-    if path.suffix == ".ogg":
+    if path.suffix == ".ogg":  # -D: no dither, which sox adds at random by default (the data would differ every run)
         target = workdir / "r.wav"
-        subprocess.run(["sox", str(path), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(target)], check=True,
+        subprocess.run(["sox", "-D", str(path), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", str(target)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         path = target
     samples, rate = read_wav(path)
