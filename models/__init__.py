@@ -39,7 +39,7 @@ def build_model(name: str, seed: int = 0, trained: bool = True):
 
     builders = {
         "tcn": lambda: CausalTCN(TCNConfig()),
-        "lstm": lambda: StreamingEncoder(EncoderConfig(rnn="lstm")),
+        "lstm": lambda: StreamingEncoder(EncoderConfig(d_model=96, ff_dim=192, rnn="lstm")),
         "gru": lambda: StreamingEncoder(EncoderConfig(rnn="gru")),
     }
     if name not in builders:

@@ -23,8 +23,8 @@ def test_macs_of_a_conv_and_of_streaming():
 
 def test_macs_of_a_recurrence():
     offline = model_to_onnx(build_model("lstm"), 40, 96)
-    lstm = 24 * 4 * 64 * (64 + 64)  # 24 steps after stride 4; 4 gates of 64 over input and hidden
-    front = 48 * 64 * 40 * 3 + 24 * 64 * 64 * 3  # two stride-2 convs, kernel 3
-    per_layer = 24 * 64 * 64 + 24 * 128 * 64 + 24 * 64 * 128  # projection and feed-forward 1x1 convs
-    head = 24 * 12 * 64
-    assert bench.macs(offline) == 3 * lstm + front + 3 * per_layer + head == 4_515_840
+    lstm = 24 * 4 * 96 * (96 + 96)  # 24 steps after stride 4; 4 gates of 96 over input and hidden
+    front = 48 * 96 * 40 * 3 + 24 * 96 * 96 * 3  # two stride-2 convs, kernel 3
+    per_layer = 24 * 96 * 96 + 24 * 192 * 96 + 24 * 96 * 192  # projection and feed-forward 1x1 convs
+    head = 24 * 12 * 96
+    assert bench.macs(offline) == 3 * lstm + front + 3 * per_layer + head == 9_870_336

@@ -75,7 +75,7 @@ def test_state_contract_refuses_states_that_cannot_be_copied_back(features, tmp_
     files["model.espdl"].outputs["c0_out"].dtype = 3  # int8
     check = verify.check_state_contract(files, plan)
     assert not check.passed
-    assert "h1_out [1, 1, 64] type 3 exponent" in check.detail and "LSTM cell state 'c0_out' is type 3" in check.detail
+    assert "h1_out [1, 1, 96] type 3 exponent" in check.detail and "LSTM cell state 'c0_out' is type 3" in check.detail
 
 
 def test_lstm_chunk_must_be_a_multiple_of_its_subsampling(features, tmp_path):

@@ -94,4 +94,4 @@ def test_state_names_and_shapes():
     assert lstm.recurrent_state_names() == ["h0", "c0", "h1", "c1", "h2", "c2"]
     assert gru.recurrent_state_names() == ["h0", "h1", "h2"]
     states = lstm.get_init_states(3)
-    assert states["c1"].shape == (1, 3, 64) and states["conv0"].shape == (3, 40, 2)
+    assert states["c1"].shape == (1, 3, 96) and states["conv0"].shape == (3, 40, 2)
