@@ -1,7 +1,7 @@
 """Keyword-spotting data from offline voices and recorded speech: streams to train and judge detectors, and the
 small sets shipped in calibration/data/.
 
-    python -m espdl_stream.calibration.kws_data --out data/kws      # about 15 minutes on 2 busy cores
+    python -m espdl_stream.calibration.kws_data --out data/kws      # about 22 minutes on 2 busy cores
 
 Debian packages it needs (none of them is needed by `export-espdl` itself):
     apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \\
