@@ -57,6 +57,7 @@ UNKNOWN_WORDS = (
     "happy", "house", "tree", "wow", "learn", "follow", "forward", "backward", "visual", "marvin", "sheila",
     "yet", "now", "cup", "town", "light", "bright", "own", "cough", "top", "goal", "yellow", "note", "open",
 )
+ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
 # espeak-ng 1.51's variants beyond those of `voices()`, for `more_training_voices()`
 MORE_VARIANTS = (
     "adam", "Alex", "Alicia", "Andrea", "Andy", "Annie", "antonio", "aunty", "belinda", "benjamin", "boris", "caleb",
@@ -98,10 +99,8 @@ class Voice:
 
 def voices() -> list[Voice]:
     """Every synthetic voice, each in one split: test voices are never heard in training."""
-    espeak_bases = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
-                    "en-us-nyc")
     variants = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "croak", "klatt", "klatt2")
-    chosen = [Voice("espeak", name, split_of(name, 2, 1)) for name in (f"{b}+{v}" for b in espeak_bases for v in variants)]
+    chosen = [Voice("espeak", name, split_of(name, 2, 1)) for name in (f"{b}+{v}" for b in ESPEAK_ACCENTS for v in variants)]
     chosen += [Voice("flite", v, s) for v, s in (("kal16", "train"), ("awb", "train"), ("slt", "train"),
                                                  ("kal", "val"), ("rms", "test"))]
     chosen += [Voice("festival", v, s) for v, s in (("voice_kal_diphone", "train"),
@@ -113,9 +112,7 @@ def voices() -> list[Voice]:
 def more_training_voices() -> list[Voice]:
     """espeak-ng's other variants (each changes pitch, formants, breath or roughness), each on two accents:
     training voices only. None of these names is a voice of `voices()`, so none is heard in validation or test."""
-    bases = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
-             "en-us-nyc")
-    return [Voice("espeak", f"{bases[(i + j * 3) % len(bases)]}+{variant}", "train")
+    return [Voice("espeak", f"{ESPEAK_ACCENTS[(i + j * 3) % len(ESPEAK_ACCENTS)]}+{variant}", "train")
             for i, variant in enumerate(MORE_VARIANTS) for j in range(2)]
 
 
