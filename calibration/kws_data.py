@@ -432,6 +432,13 @@ def ship_small_sets(pool: list[Utterance], train_recordings: list[np.ndarray], t
     return {"calibration_recorded": len(windows), "calibration_synthetic": len(synthetic)}
 
 
+def write_streams(path: Path, split: str, pool: list[Utterance], recordings: list[np.ndarray], noise: NoiseBank,
+                  rng: np.random.Generator, minutes: float, config: FbankConfig) -> None:
+    """One-minute training-recipe streams from a split's words and recordings, saved as a StreamSet."""
+    streams = [compose_stream(TRAIN_RECIPE, pool, recordings, noise, rng) for _ in range(int(minutes))]
+    stream_set(streams, config, {"split": split, "voices": sorted({u.voice for u in pool})}).save(path)
+
+
 def generate(out: Path, seed: int, config: FbankConfig = FbankConfig(), hours: float = 4.0) -> dict:
     for tool in ("espeak-ng", "flite", "text2wave", "sox"):
         if shutil.which(tool) is None:
@@ -449,8 +456,7 @@ def generate(out: Path, seed: int, config: FbankConfig = FbankConfig(), hours: f
         for split, minutes in (("train", 60 * hours), ("val", 60)):
             pool = word_pool(split, 6 if split == "train" else 3, 60, workdir, rng)
             noise = NoiseBank(recordings[split])
-            streams = [compose_stream(TRAIN_RECIPE, pool, recordings[split], noise, rng) for _ in range(int(minutes))]
-            stream_set(streams, config, {"split": split, "voices": sorted({u.voice for u in pool})}).save(out / f"{split}.npz")
+            write_streams(out / f"{split}.npz", split, pool, recordings[split], noise, rng, minutes, config)
             summary[f"{split}_minutes"] = minutes
             if split == "train":
                 summary.update(ship_small_sets(pool, recordings["train"], noise, rng, config))
@@ -485,10 +491,7 @@ def more_voices_set(out: Path, seed: int, recordings: list[np.ndarray], workdir:
     rng = np.random.default_rng([seed, 1])
     speakers = more_training_voices()
     pool = word_pool("train", 3, 30, workdir, rng, speakers, near_misses=True)
-    noise = NoiseBank(recordings)
-    streams = [compose_stream(TRAIN_RECIPE, pool, recordings, noise, rng) for _ in range(int(60 * hours))]
-    stream_set(streams, config, {"split": "train", "voices": sorted({u.voice for u in pool})}).save(
-        out / "train_more_voices.npz")
+    write_streams(out / "train_more_voices.npz", "train", pool, recordings, NoiseBank(recordings), rng, 60 * hours, config)
     return {"train_more_voices_minutes": 60 * hours, "train_more_voices": len(speakers)}
 
 
