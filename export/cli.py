@@ -181,6 +181,14 @@ def check_lines(checks) -> list[str]:
     return lines + [f"{c.name.ljust(width)}  {c.result}    {c.detail}" for c in checks]
 
 
+def raised_layers(mixed: dict) -> str:
+    """The layers `--bits mixed` raised, or why none: int8 met the target, or no layer tried lifted the output."""
+    if mixed["int16_layers"]:
+        return ", ".join(mixed["int16_layers"])
+    tried = len(mixed["trials"]) - 1  # the first trial is the 8-bit graph itself
+    return f"none ({tried} layers tried, none raised the output SNR)" if tried else "none (int8 meets the target)"
+
+
 def verdict_table(result) -> str:
     r = result.report
     lines = [
@@ -196,7 +204,7 @@ def verdict_table(result) -> str:
                         f"{a['quantization_cost_points']:+.2f} points, 95% CI {low:+.2f} to {high:+.2f}, target "
                         f"{a['quantization_target_points']})")
     if r.get("mixed_precision"):
-        lines.insert(1, f"16-bit layers: {', '.join(r['mixed_precision']['int16_layers']) or 'none (int8 meets the target)'}")
+        lines.insert(1, f"16-bit layers: {raised_layers(r['mixed_precision'])}")
     warnings = sum(c.result == "WARN" for c in result.checks)
     if result.passed:
         verdict = "ALL PASS" + (f" ({warnings} WARN: exit code 0, see above)" if warnings else "")

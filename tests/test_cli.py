@@ -68,6 +68,16 @@ def test_default_run_prints_the_verdict_table(tmp_path, capsys):
                                 "bias_correction": False, "int16_layers": []}
 
 
+def test_the_mixed_line_says_why_no_layer_was_raised():
+    from espdl_stream.export.cli import raised_layers
+
+    eight_bits = {"layers": [], "kept": True}
+    assert raised_layers({"int16_layers": [], "trials": [eight_bits]}) == "none (int8 meets the target)"
+    tried = [eight_bits] + [{"layers": [name], "kept": False} for name in ("/a/Conv", "/b/Add")]
+    assert raised_layers({"int16_layers": [], "trials": tried}) == "none (2 layers tried, none raised the output SNR)"
+    assert raised_layers({"int16_layers": ["/a/Conv", "/b/Add"], "trials": []}) == "/a/Conv, /b/Add"
+
+
 def test_verify_passes_on_our_export_and_names_a_shared_cache(tmp_path, features, capsys):
     import io
 
