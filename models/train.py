@@ -16,7 +16,9 @@ keyword either
 - `maxpool`: nothing asked frame by frame inside [start, end + 200 ms]; instead the frame where the model is most
   sure of the keyword there is pushed towards it (max-pooling loss).
 Training windows get random frequency masks; the learning rate decays exponentially to 5% of its start. The
-best epoch on the validation streams (lowest frame loss) is kept. Fixed seeds and a fixed number of epochs
+best epoch on the validation streams (lowest frame loss) is kept. `--init WEIGHTS` starts from saved weights of the
+same model instead of a random initialisation (a warm restart, or fine-tuning on your streams): the learning rate
+schedule starts again. Fixed seeds and a fixed number of epochs
 and threads make a run reproducible on the same machine.
 """
 
@@ -184,15 +186,47 @@ def validation_loss(model, streams, targets: Targets) -> float:
     return float(np.average(losses, weights=weights))
 
 
+class TrainingError(Exception):
+    """A training run the user asked for that cannot start: the message says what to do."""
+
+
+def start_from(model: torch.nn.Module, init: Path) -> None:
+    """Load the weights in `init` (a .safetensors this module saved for the same model) into `model`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not init.is_file():
+        raise TrainingError(f"--init {init}: no such file")
+    try:
+        weights = load_file(str(init))
+    except (SafetensorError, OSError) as e:
+        raise TrainingError(f"--init {init}: not a .safetensors file ({str(e).strip()})") from None
+    expected = model.state_dict()
+    unlike = [f"{k} missing" for k in expected if k not in weights] + [f"{k} unknown" for k in weights if k not in expected]
+    unlike += [f"{k} is {tuple(weights[k].shape)}, not {tuple(v.shape)}" for k, v in expected.items()
+               if k in weights and weights[k].shape != v.shape]
+    if unlike:
+        raise TrainingError(f"--init {init}: not weights of this model ({unlike[0]}; {len(unlike)} differences): give a "
+                            ".safetensors saved by this command for the same --model")
+    model.load_state_dict(weights)
+
+
 def train(name: str, data: Path, epochs: int, scheme: str = "aligned", seed: int = 0, threads: int = 2, lanes: int = 32,
-          window_s: float = 4.0, lr: float = 3e-3) -> tuple[torch.nn.Module, dict]:
+          window_s: float = 4.0, lr: float = 3e-3, init: Path | None = None) -> tuple[torch.nn.Module, dict]:
     from ..calibration.kws_data import CLASSES, StreamSet, training_streams
 
+    if epochs < 1:
+        raise TrainingError(f"--epochs {epochs}: give at least 1")
+    if not (data / "train.npz").is_file() or not (data / "val.npz").is_file():
+        raise TrainingError(f"--data {data}: no train.npz and val.npz there: make them with "
+                            f"python -m espdl_stream.calibration.kws_data --out {data}")
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     random.seed(seed)
     rng = np.random.default_rng(seed)
     model = build_model(name, seed, trained=False)
+    if init is not None:  # after the random initialisation, so every later random draw is as in a fresh run
+        start_from(model, init)
     stride, context = total_stride(model), 0 if hasattr(model, "recurrent_state_names") else receptive_context(model)
     window = int(window_s * 100) // stride * stride
     train_set, val_set = training_streams(data), StreamSet.load(data / "val.npz")
@@ -223,6 +257,8 @@ def train(name: str, data: Path, epochs: int, scheme: str = "aligned", seed: int
     summary = {"model": name, "parameters": sum(p.numel() for p in model.parameters()), "targets": scheme,
                "epochs": epochs, "best_epoch": best[2], "seconds": round(time.time() - started, 1),
                "val_loss": round(best[0], 4), "train_hours": round(train_set.seconds / 3600, 2), "seed": seed}
+    if init is not None:
+        summary["init"] = init.name
     return model.eval(), summary
 
 
@@ -237,9 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=30, help="passes over the training streams")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", type=Path, metavar="WEIGHTS",
+                        help="start from these weights of the same model (default: a random initialisation)")
     parser.add_argument("--out", type=Path, help="default: models/weights/<model>.safetensors")
     args = parser.parse_args(argv)
-    model, summary = train(args.model, args.data, args.epochs, args.targets, args.seed, args.threads)
+    try:
+        model, summary = train(args.model, args.data, args.epochs, args.targets, args.seed, args.threads, init=args.init)
+    except TrainingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     out = args.out or WEIGHTS_DIR / f"{args.model}.safetensors"
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(model.state_dict(), str(out), metadata={"training": json.dumps(summary)})

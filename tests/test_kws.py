@@ -1,8 +1,12 @@
 """The keyword-spotting task: shipped sets, voice-disjoint splits, training, and accuracy in an export."""
 
+import json
+import re
+
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from espdl_stream.calibration import calibration_clips, keyword_eval_set
 from espdl_stream.calibration.kws_data import CLASSES, voices
@@ -148,6 +152,48 @@ def test_training_runs_on_streams_and_saves_loadable_weights(tmp_path, name, tar
     assert train.main(["--model", name, "--data", str(tmp_path), "--epochs", "1", "--targets", targets,
                        "--out", str(out)]) == 0
     build_model(name, trained=False).load_state_dict(load_file(str(out)))
+
+
+def test_training_starts_from_saved_weights_and_says_so(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from espdl_stream.models import train
+
+    _toy_streams(tmp_path)
+    saved = build_model("gru", seed=3, trained=False)
+    torch.manual_seed(0)  # weights unlike seed 0's initialisation, so a run that ignored them would show it
+    with torch.no_grad():
+        for p in saved.parameters():
+            p.add_(torch.randn_like(p))
+    save_file(saved.state_dict(), str(tmp_path / "start.safetensors"))
+    model = build_model("gru", trained=False)
+    train.start_from(model, tmp_path / "start.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), saved.state_dict().values()))
+    out = tmp_path / "warm.safetensors"
+    assert train.main(["--model", "gru", "--data", str(tmp_path), "--epochs", "1", "--threads", "1",
+                       "--init", str(tmp_path / "start.safetensors"), "--out", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["init"] == "start.safetensors"
+    build_model("gru", trained=False).load_state_dict(load_file(str(out)))
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--init", "missing.safetensors"], r"--init \S*missing.safetensors: no such file$"),
+    (["--init", "TCN"], r"--init \S*tcn.safetensors: not weights of this model \(\S+ missing; \d+ differences\): give a "
+                        r".safetensors saved by this command for the same --model$"),
+    (["--init", "train.npz"], r"--init train.npz: not a .safetensors file \(.+\)$"),
+    (["--epochs", "0"], r"--epochs 0: give at least 1$"),
+    (["--data", "nowhere"], r"--data nowhere: no train.npz and val.npz there: make them with python -m "
+                            r"espdl_stream.calibration.kws_data --out nowhere$"),
+])
+def test_training_errors_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys, argv, message):
+    from espdl_stream.models import train
+
+    _toy_streams(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    argv = [str(weights_path("tcn")) if a == "TCN" else a for a in argv]
+    assert train.main(["--model", "gru", "--data", str(tmp_path), "--epochs", "1", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.fullmatch("error: " + message.rstrip("$"), err), err
 
 
 def test_export_reports_what_quantization_and_streaming_cost(tmp_path):
