@@ -91,12 +91,7 @@ def test_the_shipped_three_keyword_stream_is_the_three_recordings_joined(tmp_pat
     assert (EXAMPLES.parent / "firmware" / "main" / "audio" / "yes_go_stop.wav").read_bytes() == joined  # the demo's
 
 
-# Not yet for the GRU: its detector (stop at 0.995, the lowest threshold without a false alarm on the validation
-# streams) misses stop of this voice (smoothed peak 0.9927). strict: the day it passes, the mark must go.
-MISSES_STOP = pytest.mark.xfail(strict=True, reason="the GRU detects yes and go here, not stop")
-
-
-@pytest.mark.parametrize("model", [m if m != "gru" else pytest.param(m, marks=MISSES_STOP) for m in MODEL_NAMES])
+@pytest.mark.parametrize("model", MODEL_NAMES)
 def test_three_keywords_in_one_stream_are_detected_at_their_times_and_nothing_else(model, capsys):
     assert main(["stream", str(EXAMPLES / "yes_go_stop.wav"), "--model", model]) == 0
     out = capsys.readouterr().out
@@ -106,7 +101,13 @@ def test_three_keywords_in_one_stream_are_detected_at_their_times_and_nothing_el
     assert ", ".join(f"{k} {t:g}" for k, t in zip(detector["keywords"], detector["thresholds"])) in out
 
 
-@pytest.mark.parametrize("model,target", [("tcn", "esp32s3"), ("tcn", "esp32p4"), ("lstm", "esp32s3"), ("lstm", "esp32p4")])
+# Not yet for the GRU's int8 file for the P4: stop peaks at 0.9876 there (smoothed), under its threshold of 0.99
+# (float 1.00, the S3's int8 0.9954). strict: the day it passes, the mark must go.
+P4_GRU_MISSES_STOP = pytest.mark.xfail(strict=True, reason="the GRU's int8 ESP32-P4 file detects yes and go here, not stop")
+
+
+@pytest.mark.parametrize("model,target", [("tcn", "esp32s3"), ("tcn", "esp32p4"), ("lstm", "esp32s3"), ("lstm", "esp32p4"),
+                                          ("gru", "esp32s3"), pytest.param("gru", "esp32p4", marks=P4_GRU_MISSES_STOP)])
 def test_the_committed_default_export_detects_them_in_the_emulator(model, target, capsys):
     """What the chip computes: the committed int8 files, their exact bytes and their metadata's detector."""
     firmware_models = Path(__file__).resolve().parent.parent / "firmware" / "main" / "models" / model / target
