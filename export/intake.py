@@ -31,6 +31,7 @@ import torch
 from onnx import helper, numpy_helper, version_converter
 from onnxsim import simplify
 
+from ..models import WeightsError, load_weights
 from .errors import ExportError
 
 OPSET = 18
@@ -125,33 +126,11 @@ def load_model(spec: str, weights: str | Path | None = None) -> torch.nn.Module:
     if not isinstance(model, torch.nn.Module):
         raise ExportError(f"{spec}() returned a {type(model).__name__}, not a torch.nn.Module")
     if weights is not None:
-        load_weights(model, weights)
+        try:
+            load_weights(model, weights)
+        except WeightsError as e:
+            raise ExportError(str(e)) from None
     return model.eval()
-
-
-def load_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """A .safetensors file, or a state dict saved by torch.save (read with weights_only=True: no pickled code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"{path}: no such file")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ExportError(f"{path}: not a readable state dict ({type(e).__name__}: {e})") from e
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]  # a training checkpoint
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ExportError(f"{path}: holds no state dict of tensors")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
-        raise ExportError(f"{path} does not fit the model: {first}") from e
 
 
 # ---------------------------------------------------------------- PyTorch -> ONNX

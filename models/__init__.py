@@ -26,6 +26,45 @@ def clip_decision(frame_logits, threshold: float = 0.5):
     return np.where(peaks[:, :unknown].max(axis=1) >= threshold, keyword, background)
 
 
+class WeightsError(ValueError):
+    """A weights file that cannot be read or does not fit the model; the message names the file and why."""
+
+
+def load_weights(model, path) -> None:
+    """Load a .safetensors file, or a state dict saved by torch.save (read with weights_only=True: no pickled code),
+    into `model`."""
+    from pathlib import Path
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        text = str(e).strip()
+        if text.startswith("Weights only load failed"):  # torch's refusal: many lines with terminal escapes
+            reason = "torch.load with weights_only=True refused it: not a torch.save'd dict of tensors"
+        else:
+            reason = f"{type(e).__name__}: {text.splitlines()[0] if text else 'no message'}"
+        raise WeightsError(f"{path}: not a readable state dict ({reason})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]  # a training checkpoint
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path}: holds no state dict of tensors")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise WeightsError(f"{path} does not fit the model: {first}") from e
+
+
 def weights_path(name: str):
     from pathlib import Path
 
@@ -91,9 +130,11 @@ def record_detector(name: str, settings: dict) -> None:
 
 __all__ = [
     "MODEL_NAMES",
+    "WeightsError",
     "build_model",
     "clip_decision",
     "detector_settings",
+    "load_weights",
     "record_detector",
     "training_summary",
     "weights_path",

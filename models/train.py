@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import MODEL_NAMES, build_model
+from . import MODEL_NAMES, WeightsError, build_model, load_weights
 from .streaming import causal_layers, total_stride
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -190,27 +190,6 @@ class TrainingError(Exception):
     """A training run the user asked for that cannot start: the message says what to do."""
 
 
-def start_from(model: torch.nn.Module, init: Path) -> None:
-    """Load the weights in `init` (a .safetensors this module saved for the same model) into `model`."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    if not init.is_file():
-        raise TrainingError(f"--init {init}: no such file")
-    try:
-        weights = load_file(str(init))
-    except (SafetensorError, OSError) as e:
-        raise TrainingError(f"--init {init}: not a .safetensors file ({str(e).strip()})") from None
-    expected = model.state_dict()
-    unlike = [f"{k} missing" for k in expected if k not in weights] + [f"{k} unknown" for k in weights if k not in expected]
-    unlike += [f"{k} is {tuple(weights[k].shape)}, not {tuple(v.shape)}" for k, v in expected.items()
-               if k in weights and weights[k].shape != v.shape]
-    if unlike:
-        raise TrainingError(f"--init {init}: not weights of this model ({unlike[0]}; {len(unlike)} differences): give a "
-                            ".safetensors saved by this command for the same --model")
-    model.load_state_dict(weights)
-
-
 def train(name: str, data: Path, epochs: int, scheme: str = "aligned", seed: int = 0, threads: int = 2, lanes: int = 32,
           window_s: float = 4.0, lr: float = 3e-3, init: Path | None = None) -> tuple[torch.nn.Module, dict]:
     from ..calibration.kws_data import CLASSES, StreamSet, training_streams
@@ -226,7 +205,10 @@ def train(name: str, data: Path, epochs: int, scheme: str = "aligned", seed: int
     rng = np.random.default_rng(seed)
     model = build_model(name, seed, trained=False)
     if init is not None:  # after the random initialisation, so every later random draw is as in a fresh run
-        start_from(model, init)
+        try:
+            load_weights(model, init)
+        except WeightsError as e:
+            raise TrainingError(f"--init {e}") from None
     stride, context = total_stride(model), 0 if hasattr(model, "recurrent_state_names") else receptive_context(model)
     window = int(window_s * 100) // stride * stride
     train_set, val_set = training_streams(data), StreamSet.load(data / "val.npz")
