@@ -203,7 +203,8 @@ def word_pool(split: str, keyword_renders: int, other_words: int, workdir: Path,
         for _ in range(max(1, int(other_words * scale))):
             word = UNKNOWN_WORDS[rng.integers(len(UNKNOWN_WORDS))]
             pool.append(Utterance(UNKNOWN, speak(voice, word, workdir, rng), voice.key))
-        pool += [Utterance(UNKNOWN, speak(voice, word, workdir, rng), voice.key) for word in NEAR_MISSES if near_misses]
+        if near_misses:
+            pool += [Utterance(UNKNOWN, speak(voice, word, workdir, rng), voice.key) for word in NEAR_MISSES]
     return pool
 
 
